@@ -1,0 +1,327 @@
+"""Typed configuration: frozen dataclasses that mirror conf/*.yaml one to one, and their validation.
+
+`load_config(cfg)` is the only conversion from Hydra's DictConfig. It rejects unknown keys (listing the
+valid ones), wrong types and impossible values, always naming the dotted key. This module imports no
+torch, Ray or vLLM so that a bad config fails in well under a second, before anything starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ALGORITHMS = ("grpo", "gigpo", "hgpo")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be right; the message starts with the dotted key."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class AlgorithmConfig:
+    """Advantage estimator (spec/hgpo.md is the contract)."""
+
+    name: Literal["grpo", "gigpo", "hgpo"] = "hgpo"
+    """Group baseline: grpo (episode), gigpo (episode + anchor state), hgpo (hierarchy of groups)."""
+    gamma: float = 0.95
+    """Discount of step returns; the paper uses 0.95."""
+    normalize: Literal["std", "none"] = "std"
+    """Divide by the group's std (std) or only subtract its mean (none)."""
+    omega: float = 1.0
+    """GiGPO: weight of the step advantage added to the episode advantage."""
+    alpha: float = 1.0
+    """HGPO: depth weight exponent, w_L = (L + weight_offset) ** alpha; 0 = uniform over levels."""
+    weight_offset: int = 1
+    """HGPO: 1 reproduces the authors' released code, 0 gives the paper's (k+1)^alpha."""
+    history_key: Literal["state", "state_action"] = "state"
+    """HGPO: contexts hash states only (as published) or states and the actions between them."""
+    episode_term: bool = False
+    """HGPO: add the GRPO episode advantage as one more item with weight (0 + weight_offset)**alpha."""
+
+    def __post_init__(self) -> None:
+        _require(0.0 < self.gamma <= 1.0, f"algorithm.gamma must be in (0, 1], got {self.gamma}")
+        _require(self.alpha >= 0.0, f"algorithm.alpha must be >= 0, got {self.alpha}")
+        _require(self.weight_offset >= 0, f"algorithm.weight_offset must be >= 0, got {self.weight_offset}")
+        _require(self.omega >= 0.0, f"algorithm.omega must be >= 0, got {self.omega}")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which environment, and the agent's view of it."""
+
+    name: str = "keyroom"
+    """A name from envs.ENVIRONMENTS."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """Constructor arguments of the environment (checked against its signature at load time)."""
+    history_length: int = 2
+    """H: (observation, action) pairs of memory in the prompt; HGPO builds levels 1..H+1."""
+    max_steps: int = 10
+    """Step limit of an episode; a trajectory that reaches it ends unsuccessful."""
+    invalid_penalty: float = 0.1
+    """Subtracted from a step's return when its output has no valid admissible action."""
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.history_length <= 16, f"env.history_length must be in [0, 16], got {self.history_length}")
+        _require(self.max_steps >= 1, f"env.max_steps must be >= 1, got {self.max_steps}")
+        _require(self.invalid_penalty >= 0.0, f"env.invalid_penalty must be >= 0, got {self.invalid_penalty}")
+        from envs.registry import check_env_kwargs
+
+        try:
+            check_env_kwargs(self.name, dict(self.kwargs))
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Shape of the tiny Llama built when model.path is null."""
+
+    hidden_size: int = 64
+    intermediate_size: int = 128
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    max_position_embeddings: int = 1024
+
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
+            _require(getattr(self, name) >= 1, f"model.tiny.{name} must be >= 1, got {getattr(self, name)}")
+        _require(
+            self.hidden_size % self.num_attention_heads == 0,
+            f"model.tiny.hidden_size ({self.hidden_size}) must be divisible by "
+            f"model.tiny.num_attention_heads ({self.num_attention_heads})",
+        )
+
+
+@dataclass(frozen=True)
+class WarmStartConfig:
+    """Behaviour cloning of a noisy solver: how the tiny model gets its starting policy."""
+
+    episodes: int = 600
+    """Solver episodes recorded (seeds disjoint from training seeds)."""
+    epsilon: float = 1.0
+    """Probability that a recorded action is a uniformly random admissible action instead of the solver's."""
+    epochs: int = 8
+    lr: float = 3e-3
+    batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        _require(self.episodes >= 1, f"model.warm_start.episodes must be >= 1, got {self.episodes}")
+        _require(0.0 <= self.epsilon <= 1.0, f"model.warm_start.epsilon must be in [0, 1], got {self.epsilon}")
+        _require(self.epochs >= 0, f"model.warm_start.epochs must be >= 0, got {self.epochs}")
+        _require(self.lr > 0.0, f"model.warm_start.lr must be > 0, got {self.lr}")
+        _require(self.batch_size >= 1, f"model.warm_start.batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The policy. A Hugging Face directory, or a tiny model built and warm-started offline."""
+
+    path: str | None = None
+    """Any Hugging Face model directory; null builds the tiny model below (cached in cache_dir)."""
+    cache_dir: str = "~/.cache/hgpo"
+    """Where the built tiny model is kept between runs."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    warm_start: WarmStartConfig = field(default_factory=WarmStartConfig)
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """Rollout workers: generation engine, sampling, and how many episodes per iteration."""
+
+    num_workers: int = 2
+    """RolloutWorker actors; groups are split between them, never one group across two."""
+    num_groups: int = 8
+    """Episode groups per iteration (the paper: 16)."""
+    group_size: int = 8
+    """Environments per group, reset to the same seed (the paper: 8)."""
+    engine: Literal["hf"] = "hf"
+    """Generation engine."""
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    """0 disables top-k."""
+    max_response_tokens: int = 32
+    max_prompt_tokens: int = 2048
+    """A turn whose prompt is longer fails its trajectory instead of running out of memory."""
+    num_cpus_per_worker: float = 0.5
+    torch_threads: int = 1
+
+    def __post_init__(self) -> None:
+        _require(self.num_workers >= 1, f"rollout.num_workers must be >= 1, got {self.num_workers}")
+        _require(self.num_groups >= 1, f"rollout.num_groups must be >= 1, got {self.num_groups}")
+        _require(
+            self.group_size >= 2,
+            f"rollout.group_size must be >= 2 for a group-based algorithm (grpo, gigpo, hgpo), got {self.group_size}",
+        )
+        _require(self.temperature > 0.0, f"rollout.temperature must be > 0, got {self.temperature}")
+        _require(0.0 < self.top_p <= 1.0, f"rollout.top_p must be in (0, 1], got {self.top_p}")
+        _require(self.top_k >= 0, f"rollout.top_k must be >= 0, got {self.top_k}")
+        _require(self.max_response_tokens >= 1, f"rollout.max_response_tokens must be >= 1, got {self.max_response_tokens}")
+        _require(self.max_prompt_tokens >= 1, f"rollout.max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
+        _require(self.num_cpus_per_worker >= 0, f"rollout.num_cpus_per_worker must be >= 0, got {self.num_cpus_per_worker}")
+        _require(self.torch_threads >= 1, f"rollout.torch_threads must be >= 1, got {self.torch_threads}")
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Policy update: PPO-clip with dual clip, token-mean loss, AdamW."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    """Optimizer steps of linear learning-rate warm-up."""
+    clip_ratio: float = 0.2
+    clip_ratio_c: float = 3.0
+    """Dual-clip bound for negative advantages."""
+    entropy_coef: float = 0.001
+    max_grad_norm: float = 1.0
+    ppo_epochs: int = 1
+    num_minibatches: int = 2
+    """Optimizer steps per epoch; each takes an equal share of the rows."""
+    micro_batch_tokens: int = 16384
+    """Token budget of one forward/backward pass (gradients accumulate across micro-batches)."""
+    num_cpus: float = 1.0
+    torch_threads: int = 2
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0.0, f"learner.lr must be > 0, got {self.lr}")
+        _require(self.weight_decay >= 0.0, f"learner.weight_decay must be >= 0, got {self.weight_decay}")
+        _require(self.warmup_steps >= 0, f"learner.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _require(0.0 < self.clip_ratio < 1.0, f"learner.clip_ratio must be in (0, 1), got {self.clip_ratio}")
+        _require(self.clip_ratio_c > 1.0, f"learner.clip_ratio_c must be > 1, got {self.clip_ratio_c}")
+        _require(self.entropy_coef >= 0.0, f"learner.entropy_coef must be >= 0, got {self.entropy_coef}")
+        _require(self.max_grad_norm > 0.0, f"learner.max_grad_norm must be > 0, got {self.max_grad_norm}")
+        _require(self.ppo_epochs >= 1, f"learner.ppo_epochs must be >= 1, got {self.ppo_epochs}")
+        _require(self.num_minibatches >= 1, f"learner.num_minibatches must be >= 1, got {self.num_minibatches}")
+        _require(self.micro_batch_tokens >= 1, f"learner.micro_batch_tokens must be >= 1, got {self.micro_batch_tokens}")
+        _require(self.num_cpus >= 0, f"learner.num_cpus must be >= 0, got {self.num_cpus}")
+        _require(self.torch_threads >= 1, f"learner.torch_threads must be >= 1, got {self.torch_threads}")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where metrics go: W&B, a JSONL file in the run directory, and the console."""
+
+    wandb: Literal["offline", "online", "disabled"] = "offline"
+    """offline writes a run under <run_dir>/wandb that `wandb sync` can upload later."""
+    project: str = "hgpo"
+    run_name: str | None = None
+    """Default: <env>-<algorithm>-s<seed>-<time>."""
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """The driver loop."""
+
+    iterations: int = 30
+    seed: int = 0
+    checkpoint_every: int = 0
+    """Save every N iterations (0: only at the end)."""
+    sync_timeout_s: float = 120.0
+    """A weight transfer that takes longer fails with the name of the stuck worker."""
+    rollout_timeout_s: float = 600.0
+    ray_address: str | None = None
+    """null starts a local Ray; 'auto' or host:port joins a cluster."""
+    ray_num_cpus: int | None = None
+    """CPUs of a local Ray (null: all of this machine's)."""
+
+    def __post_init__(self) -> None:
+        _require(self.iterations >= 1, f"trainer.iterations must be >= 1, got {self.iterations}")
+        _require(self.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        _require(self.sync_timeout_s > 0, f"trainer.sync_timeout_s must be > 0, got {self.sync_timeout_s}")
+        _require(self.rollout_timeout_s > 0, f"trainer.rollout_timeout_s must be > 0, got {self.rollout_timeout_s}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole job: one field per group of conf/config.yaml."""
+
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    @property
+    def episodes_per_iteration(self) -> int:
+        return self.rollout.num_groups * self.rollout.group_size
+
+    def __post_init__(self) -> None:
+        _require(
+            self.rollout.num_workers <= self.rollout.num_groups,
+            f"rollout.num_workers ({self.rollout.num_workers}) must be <= rollout.num_groups "
+            f"({self.rollout.num_groups}): a group never straddles two workers",
+        )
+
+
+# -- DictConfig -> dataclasses --------------------------------------------------------------------
+def load_config(cfg: Any) -> Config:
+    """Build a validated Config from a Hydra DictConfig or a plain dict; raise ConfigError naming the key."""
+    if not isinstance(cfg, dict):
+        from omegaconf import OmegaConf
+
+        cfg = OmegaConf.to_container(cfg, resolve=True)
+    cfg = {k: v for k, v in cfg.items() if k != "hydra"}
+    return _build(Config, cfg, "")
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'} must be a mapping, got {type(data).__name__}: {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        where = f"{path}." if path else ""
+        raise ConfigError(f"{where}{unknown[0]}: unknown key; valid keys{' of ' + path if path else ''}: {names}")
+    kwargs = {k: _convert(hints[k], v, f"{path}.{k}" if path else k) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, path)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{path}: {value!r} is not one of {list(choices)}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, path)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} must be a mapping, got {type(value).__name__}: {value!r}")
+        return dict(value)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ConfigError(f"{path} must be {tp.__name__}, got {type(value).__name__}: {value!r}")
+        return value
+    raise TypeError(f"config schema: unsupported type {tp} at {path}")
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """Plain nested dict of a Config (for logging and checkpoints)."""
+    return dataclasses.asdict(cfg)

@@ -1,0 +1,1 @@
+"""Learner: recomputes logprobs and updates the policy with PPO-clip."""

@@ -1,0 +1,42 @@
+"""Token-level PPO-clip with dual clip, token-mean aggregation, and entropy. Torch only."""
+
+from __future__ import annotations
+
+import torch
+
+
+def ppo_clip_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_ratio: float,
+    clip_ratio_c: float,
+    token_count: int,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Policy-gradient loss summed over the masked tokens and divided by `token_count`.
+
+    Shapes: logprobs, old_logprobs, mask (B, T); advantages (B, 1) or (B, T). Dividing by the token count
+    of the whole mini-batch (not of this micro-batch) makes accumulated micro-batches a token mean.
+    Dual clip (Ye et al. 2020): for negative advantages the loss is capped at -A * clip_ratio_c.
+    """
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
+    clipped = torch.maximum(pg_loss1, pg_loss2)
+    pg_loss3 = -advantages * clip_ratio_c
+    pg_losses = torch.where(advantages < 0, torch.minimum(clipped, pg_loss3), clipped)
+    loss = (pg_losses * mask).sum() / token_count
+    with torch.no_grad():
+        # k3 estimator of KL(old || new): http://joschu.net/blog/kl-approx.html
+        approx_kl = (((ratio - 1.0) - log_ratio) * mask).sum() / token_count
+        clip_frac = ((pg_loss2 > pg_loss1).float() * mask).sum() / token_count
+    return loss, {"approx_kl": approx_kl, "clip_frac": clip_frac}
+
+
+def token_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the categorical distribution at each position: (B, T, V) -> (B, T)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)

@@ -1,0 +1,1 @@
+"""Rollout: multi-turn episodes of a generation engine against a pool of text environments."""

@@ -1,0 +1,40 @@
+"""Prompt text of one turn: task, memory window, current observation, admissible actions, answer format."""
+
+from __future__ import annotations
+
+FORMAT_INSTRUCTION = (
+    "Think inside <think> </think>, then give one admissible action inside <action> </action>."
+)
+
+
+def build_user_message(
+    task_description: str,
+    history: list[tuple[str, str]],
+    observation: str,
+    admissible_actions: list[str] | None,
+    steps_taken: int,
+) -> str:
+    """The user turn of the chat; `history` is oldest first, as Memory.recent() returns it."""
+    lines = [f"Task: {task_description}"]
+    if history:
+        first = steps_taken - len(history) + 1
+        lines.append(f"You have taken {steps_taken} steps. The last {len(history)}:")
+        for offset, (obs, action) in enumerate(history):
+            lines.append(f"[step {first + offset}] observation: {obs} action: {action}")
+    lines.append(f"Now: {observation}")
+    if admissible_actions:
+        lines.append("Admissible actions: " + " | ".join(admissible_actions) + ".")
+    lines.append(FORMAT_INSTRUCTION)
+    return "\n".join(lines)
+
+
+def build_prompt_text(tokenizer, user_message: str) -> str:
+    """Apply the tokenizer's chat template, ending with the assistant's generation prompt."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": user_message}], add_generation_prompt=True, tokenize=False
+    )
+
+
+def encode_prompt(tokenizer, user_message: str) -> list[int]:
+    """Prompt token ids, built once per turn (the template already holds any special tokens)."""
+    return tokenizer(build_prompt_text(tokenizer, user_message), add_special_tokens=False)["input_ids"]

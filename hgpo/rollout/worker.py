@@ -1,0 +1,61 @@
+"""RolloutWorker: one generation engine plus a pool of environments (wrapped as a Ray actor by the trainer)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import numpy as np
+from transformers import AutoTokenizer
+
+from envs import make_env
+from hgpo.batch import StepBatch
+from hgpo.config import EnvConfig, RolloutConfig
+from hgpo.rollout.engines import SamplingParams, make_engine
+from hgpo.rollout.loop import EpisodeSpec, run_episodes
+
+
+class RolloutWorker:
+    """Plays the episodes it is given with the weights of the last version it received."""
+
+    def __init__(self, env_cfg: EnvConfig, rollout_cfg: RolloutConfig, model_path: str, dtype: str, name: str):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.name = name
+        self.env_cfg = env_cfg
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.engine = make_engine(rollout_cfg.engine, model_path, dtype, rollout_cfg.torch_threads)
+        self.params = SamplingParams(
+            max_tokens=rollout_cfg.max_response_tokens,
+            temperature=rollout_cfg.temperature,
+            top_p=rollout_cfg.top_p,
+            top_k=rollout_cfg.top_k,
+        )
+        self.max_prompt_tokens = rollout_cfg.max_prompt_tokens
+        self.envs = []  # grows to the largest number of episodes asked for, then reused
+        self.version = 0
+
+    def rollout(self, specs: list[EpisodeSpec], seed: int) -> tuple[StepBatch, dict[str, float]]:
+        while len(self.envs) < len(specs):
+            self.envs.append(make_env(self.env_cfg.name, **self.env_cfg.kwargs))
+        batch, stats = run_episodes(
+            self.envs[: len(specs)],
+            specs,
+            self.engine,
+            self.tokenizer,
+            history_length=self.env_cfg.history_length,
+            max_steps=self.env_cfg.max_steps,
+            params=self.params,
+            max_prompt_tokens=self.max_prompt_tokens,
+            seed=seed,
+        )
+        stats["rollout/weight_version"] = float(self.version)
+        return batch, stats
+
+    def load_weights(self, state: Mapping[str, np.ndarray], version: int) -> int:
+        """Install a new weight version; return the version now held."""
+        self.engine.load_weights(state, version)
+        self.version = version
+        return self.version
+
+    def get_version(self) -> int:
+        return self.version

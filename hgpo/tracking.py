@@ -1,0 +1,56 @@
+"""One logging path: every iteration's metrics go to W&B (offline by default), a JSONL file and the console."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from hgpo.config import TrackingConfig
+
+log = logging.getLogger(__name__)
+
+CONSOLE_KEYS = ("rollout/success_rate", "rollout/invalid_rate", "loss/policy", "time/iteration_s")
+
+
+class Tracker:
+    """Writes metrics to <run_dir>/metrics.jsonl, W&B and a rich progress bar; the step is the iteration."""
+
+    def __init__(self, cfg: TrackingConfig, run_dir: Path, run_name: str, config: dict[str, Any], iterations: int):
+        self.run_dir = run_dir
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self._file = self.metrics_path.open("a", encoding="utf-8")
+        self._wandb = None
+        if cfg.wandb != "disabled":
+            import wandb
+
+            self._wandb = wandb.init(
+                project=cfg.project, name=run_name, mode=cfg.wandb, dir=str(run_dir), config=config,
+                settings=wandb.Settings(console="off", x_disable_stats=True),
+            )
+        self._progress = Progress(
+            TextColumn("[bold]hgpo"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[summary]}"),
+            TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+        )
+        self._task = self._progress.add_task("train", total=iterations, summary="")
+        self._progress.start()
+
+    def log(self, iteration: int, metrics: dict[str, float]) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+        self._file.write(json.dumps({"iteration": iteration, **clean}) + "\n")
+        self._file.flush()
+        if self._wandb is not None:
+            self._wandb.log(clean, step=iteration)
+        summary = "  ".join(f"{k.split('/')[-1]}={clean[k]:.3g}" for k in CONSOLE_KEYS if k in clean)
+        self._progress.update(self._task, completed=iteration + 1, summary=summary)
+        log.info("iteration %d: %s", iteration, summary)
+
+    def close(self) -> None:
+        self._progress.stop()
+        self._file.close()
+        if self._wandb is not None:
+            self._wandb.finish()

@@ -1,0 +1,177 @@
+"""The driver loop: rollout -> advantages -> update -> sync -> log -> checkpoint. The one module that places actors."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import ray
+
+from hgpo.advantages import discounted_returns, gigpo_advantages, grpo_advantages, hgpo_advantages, level_diagnostics
+from hgpo.batch import StepBatch
+from hgpo.checkpoint import save_checkpoint
+from hgpo.config import AlgorithmConfig, Config, EnvConfig, to_dict
+from hgpo.learner.worker import Learner
+from hgpo.rollout.loop import EpisodeSpec
+from hgpo.rollout.worker import RolloutWorker
+from hgpo.sync.object_store import push_weights
+from hgpo.tracking import Tracker
+
+log = logging.getLogger(__name__)
+
+
+def group_seed(seed: int, iteration: int, group: int) -> int:
+    """Environment seed of one group, from (base seed, iteration, group): a resumed run replays the same tasks."""
+    return int(np.random.SeedSequence([seed, iteration, group]).generate_state(1)[0]) % 2**31
+
+
+def estimate_advantages(batch: StepBatch, algo: AlgorithmConfig, env: EnvConfig) -> tuple[np.ndarray, dict]:
+    """One advantage per row with the configured estimator (spec/hgpo.md); failed trajectories get 0."""
+    ok = np.flatnonzero(~batch.traj_failed)
+    advantages = np.zeros(len(batch), dtype=np.float64)
+    if ok.size == 0:
+        return advantages, {}
+    b = batch.select(ok)
+    returns = discounted_returns(b.traj_ids, b.step_ids, b.rewards, algo.gamma, b.invalid, env.invalid_penalty)
+    _, traj_index = np.unique(b.traj_ids, return_inverse=True)
+    episode_rewards = np.bincount(traj_index, weights=b.rewards)[traj_index]
+    scores = episode_rewards - env.invalid_penalty * b.invalid
+    action_keys = b.action_keys if algo.history_key == "state_action" else None
+    if algo.name == "grpo":
+        adv = grpo_advantages(b.group_ids, b.traj_ids, scores, normalize=algo.normalize)
+    elif algo.name == "gigpo":
+        adv = gigpo_advantages(b.group_ids, b.traj_ids, b.step_ids, b.state_keys, returns, scores,
+                               omega=algo.omega, normalize=algo.normalize)
+    else:
+        adv = hgpo_advantages(b.group_ids, b.traj_ids, b.step_ids, b.state_keys, returns,
+                              history_length=env.history_length, alpha=algo.alpha, weight_offset=algo.weight_offset,
+                              normalize=algo.normalize, action_keys=action_keys,
+                              episode_scores=scores if algo.episode_term else None)
+    advantages[ok] = adv
+    metrics = {"adv/mean": float(adv.mean()), "adv/std": float(adv.std()), "adv/zero_share": float(np.mean(adv == 0)),
+               "adv/return_mean": float(returns.mean())}
+    metrics.update(level_diagnostics(b.group_ids, b.traj_ids, b.step_ids, b.state_keys, returns,
+                                     history_length=env.history_length, normalize=algo.normalize,
+                                     action_keys=action_keys))
+    return advantages, metrics
+
+
+def rollout_metrics(batch: StepBatch, worker_stats: list[dict[str, float]]) -> dict[str, float]:
+    """Success, returns, turns, validity and token counts of one iteration's rollout."""
+    trajectories = sum(s["rollout/trajectories"] for s in worker_stats)
+    _, traj_index, turns = np.unique(batch.traj_ids, return_inverse=True, return_counts=True)
+    response_tokens = batch.response_ids.lengths
+    return {
+        "rollout/success_rate": sum(s["rollout/won_trajectories"] for s in worker_stats) / trajectories,
+        "rollout/failed_rate": sum(s["rollout/failed_trajectories"] for s in worker_stats) / trajectories,
+        "rollout/return_mean": float(np.bincount(traj_index, weights=batch.rewards).mean()) if len(batch) else 0.0,
+        "rollout/turns_mean": float(turns.mean()) if len(batch) else 0.0,
+        "rollout/invalid_rate": float(batch.invalid.mean()) if len(batch) else 0.0,
+        "rollout/rows": float(len(batch)),
+        "rollout/prompt_tokens_max": float(batch.prompt_ids.lengths.max()) if len(batch) else 0.0,
+        "rollout/prompt_tokens_mean": float(batch.prompt_ids.lengths.mean()) if len(batch) else 0.0,
+        "rollout/response_tokens_mean": float(response_tokens.mean()) if len(batch) else 0.0,
+        "rollout/generated_tokens": float(response_tokens.sum()),
+        "time/generate_s": max(s["rollout/generate_s"] for s in worker_stats),
+        "time/env_s": max(s["rollout/env_s"] for s in worker_stats),
+    }
+
+
+class Trainer:
+    """Owns the actors, the iteration counter and the phase timers; `run()` is the whole job."""
+
+    def __init__(self, cfg: Config, run_dir: Path, run_name: str, model_path: str):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.model_path = model_path
+        self.config_dict = to_dict(cfg)
+        learner_actor = ray.remote(Learner).options(num_cpus=cfg.learner.num_cpus, max_concurrency=1)
+        self.learner = learner_actor.remote(
+            cfg.learner, model_path, cfg.model.dtype, cfg.rollout.temperature, cfg.trainer.seed
+        )
+        worker_actor = ray.remote(RolloutWorker).options(num_cpus=cfg.rollout.num_cpus_per_worker)
+        self.worker_names = [f"rollout-{i}" for i in range(cfg.rollout.num_workers)]
+        self.workers = [
+            worker_actor.remote(cfg.env, cfg.rollout, model_path, cfg.model.dtype, name) for name in self.worker_names
+        ]
+        self.version = 0
+        self.tracker = Tracker(cfg.tracking, run_dir, run_name, self.config_dict, cfg.trainer.iterations)
+        self.history: list[dict[str, float]] = []
+
+    # -- phases -----------------------------------------------------------------------------------
+    def rollout(self, iteration: int) -> tuple[StepBatch, dict[str, float]]:
+        """Split the groups across workers (a group never straddles two) and collect their StepBatches."""
+        cfg = self.cfg.rollout
+        specs: list[list[EpisodeSpec]] = [[] for _ in self.workers]
+        for group in range(cfg.num_groups):
+            seed = group_seed(self.cfg.trainer.seed, iteration, group)
+            specs[group % len(self.workers)] += [
+                EpisodeSpec(group_id=group, traj_id=group * cfg.group_size + j, seed=seed) for j in range(cfg.group_size)
+            ]
+        refs = [
+            w.rollout.remote(s, seed=group_seed(self.cfg.trainer.seed, iteration, 10_000 + i))
+            for i, (w, s) in enumerate(zip(self.workers, specs))
+        ]
+        results = self._wait(refs, self.cfg.trainer.rollout_timeout_s, f"rollout of iteration {iteration}")
+        batches, worker_stats = zip(*results)
+        stale = {n: s["rollout/weight_version"] for n, s in zip(self.worker_names, worker_stats)
+                 if s["rollout/weight_version"] != self.version}
+        if stale:
+            raise RuntimeError(f"iteration {iteration}: workers rolled out stale weights {stale}, expected v{self.version}")
+        batch = StepBatch.concat(batches)
+        return batch, rollout_metrics(batch, list(worker_stats))
+
+    def update(self, batch: StepBatch) -> dict[str, float]:
+        return self._wait([self.learner.update.remote(batch)], self.cfg.trainer.rollout_timeout_s, "learner update")[0]
+
+    def sync_weights(self, version: int) -> dict[str, float]:
+        stats = push_weights(self.learner, self.workers, self.worker_names, version, self.cfg.trainer.sync_timeout_s)
+        self.version = version
+        return stats
+
+    def checkpoint(self, iteration: int) -> Path:
+        state = {"weight_version": self.version, "seed": self.cfg.trainer.seed, "model_path": self.model_path}
+        path = save_checkpoint(self.learner, self.run_dir, iteration, state, self.config_dict,
+                               self.cfg.trainer.sync_timeout_s)
+        log.info("checkpoint: %s", path)
+        return path
+
+    # -- loop -------------------------------------------------------------------------------------
+    def run(self) -> list[dict[str, float]]:
+        tcfg = self.cfg.trainer
+        try:
+            for it in range(tcfg.iterations):
+                t0 = time.perf_counter()
+                batch, metrics = self.rollout(it)
+                t1 = time.perf_counter()
+                advantages, adv_metrics = estimate_advantages(batch, self.cfg.algorithm, self.cfg.env)
+                batch = batch.with_advantages(advantages)
+                t2 = time.perf_counter()
+                learner_metrics = self.update(batch)
+                t3 = time.perf_counter()
+                sync_metrics = self.sync_weights(version=it + 1)
+                metrics.update(adv_metrics | learner_metrics | sync_metrics)
+                metrics.update({"time/rollout_s": t1 - t0, "time/advantage_s": t2 - t1, "time/update_s": t3 - t2,
+                                "time/iteration_s": time.perf_counter() - t0,
+                                "perf/rollout_tokens_per_s": metrics["rollout/generated_tokens"] / (t1 - t0)})
+                self.tracker.log(it, metrics)
+                self.history.append(metrics)
+                if tcfg.checkpoint_every and (it + 1) % tcfg.checkpoint_every == 0 and it + 1 < tcfg.iterations:
+                    self.checkpoint(it)
+            self.checkpoint(tcfg.iterations - 1)
+        finally:
+            self.tracker.close()
+        return self.history
+
+    def worker_versions(self) -> dict[str, int]:
+        versions = self._wait([w.get_version.remote() for w in self.workers], self.cfg.trainer.sync_timeout_s,
+                              "version query")
+        return dict(zip(self.worker_names, versions))
+
+    def _wait(self, refs: list, timeout_s: float, what: str) -> list:
+        done, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        if pending:
+            raise TimeoutError(f"{what}: {len(pending)} of {len(refs)} actor calls unfinished after {timeout_s}s")
+        return ray.get(refs)
