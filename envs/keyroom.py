@@ -24,8 +24,6 @@ from __future__ import annotations
 import random
 from typing import Any
 
-COLORS = ("red", "blue", "green", "yellow")
-
 
 class KeyRoomEnv:
     """Rooms of two keys and two doors; open the door of the key you took. See the module docstring."""
@@ -35,7 +33,9 @@ class KeyRoomEnv:
         "A wrong door ends the game."
     )
 
-    def __init__(self, num_rooms: int = 3, colors: tuple[str, ...] | list[str] = COLORS, win_reward: float = 10.0):
+    def __init__(
+        self, num_rooms: int = 3, colors: tuple[str, ...] | list[str] = ("red", "blue"), win_reward: float = 10.0
+    ):
         if num_rooms < 1:
             raise ValueError(f"num_rooms must be >= 1, got {num_rooms}")
         if len(set(colors)) < 2:

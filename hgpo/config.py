@@ -59,7 +59,9 @@ class EnvConfig:
 
     name: str = "keyroom"
     """A name from envs.ENVIRONMENTS."""
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(
+        default_factory=lambda: {"num_rooms": 3, "colors": ["red", "blue"], "win_reward": 10.0}
+    )
     """Constructor arguments of the environment (checked against its signature at load time)."""
     history_length: int = 2
     """H: (observation, action) pairs of memory in the prompt; HGPO builds levels 1..H+1."""

@@ -121,7 +121,7 @@ class Trainer:
         if stale:
             raise RuntimeError(f"iteration {iteration}: workers rolled out stale weights {stale}, expected v{self.version}")
         batch = StepBatch.concat(batches)
-        return batch, rollout_metrics(batch, list(worker_stats))
+        return batch, rollout_metrics(batch, list(worker_stats)) | {"rollout/weight_version": float(self.version)}
 
     def update(self, batch: StepBatch) -> dict[str, float]:
         return self._wait([self.learner.update.remote(batch)], self.cfg.trainer.rollout_timeout_s, "learner update")[0]
@@ -132,7 +132,8 @@ class Trainer:
         return stats
 
     def checkpoint(self, iteration: int) -> Path:
-        state = {"weight_version": self.version, "seed": self.cfg.trainer.seed, "model_path": self.model_path}
+        state = {"weight_version": self.version, "worker_versions": self.worker_versions(),
+                 "seed": self.cfg.trainer.seed, "model_path": self.model_path}
         path = save_checkpoint(self.learner, self.run_dir, iteration, state, self.config_dict,
                                self.cfg.trainer.sync_timeout_s)
         log.info("checkpoint: %s", path)

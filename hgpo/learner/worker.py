@@ -94,6 +94,8 @@ class Learner:
         assert batch.advantages is not None, "the trainer fills advantages before the update"
         start = time.perf_counter()
         rows = np.flatnonzero(~batch.traj_failed & (batch.response_ids.lengths > 0))
+        if rows.size == 0:  # every trajectory failed: nothing to learn from, keep the weights
+            return {"learner/skipped_steps": float(self.cfg.ppo_epochs * self.cfg.num_minibatches)}
         old = self.recompute_logprobs(batch, rows)
         old_by_row = dict(zip(rows.tolist(), old))
         gap = np.abs(np.concatenate(old) - np.concatenate([batch.response_logprobs[int(r)] for r in rows]))

@@ -1,0 +1,108 @@
+"""The multi-turn loop with a real transformers engine on a tiny random model."""
+
+import numpy as np
+import pytest
+
+from envs import make_env
+from hgpo.rollout.engines import SamplingParams
+from hgpo.rollout.engines.hf import HFEngine
+from hgpo.rollout.loop import EpisodeSpec, run_episodes, text_key
+
+
+class RecordingEngine:
+    """Delegates to the real engine and remembers every call."""
+
+    def __init__(self, engine):
+        self.engine, self.calls = engine, []
+
+    def generate(self, prompts, params, seed):
+        out = self.engine.generate(prompts, params, seed)
+        self.calls.append((prompts, out))
+        return out
+
+
+class FlakyEnv:
+    """Raises on its second step."""
+
+    task_description = "Nothing."
+
+    def reset(self, seed):
+        self.steps = 0
+        return "start", {"anchor": "start", "won": False}
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps == 2:
+            raise RuntimeError("boom")
+        return "start", 0.0, False, {"anchor": "start", "won": False}
+
+    def close(self):
+        pass
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    return HFEngine(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+def run(envs, specs, engine, tokenizer, env_cfg, max_steps=None, seed=0):
+    return run_episodes(envs, specs, engine, tokenizer, history_length=env_cfg.history_length,
+                        max_steps=max_steps or env_cfg.max_steps, params=SamplingParams(max_tokens=12),
+                        max_prompt_tokens=4096, seed=seed)
+
+
+def test_tokens_and_logprobs_kept_exactly_as_generated(engine, tokenizer, env_cfg):
+    recorder = RecordingEngine(engine)
+    specs = [EpisodeSpec(group_id=g, traj_id=g * 3 + j, seed=50 + g) for g in range(2) for j in range(3)]
+    envs = [make_env(env_cfg.name, **env_cfg.kwargs) for _ in specs]
+    batch, stats = run(envs, specs, recorder, tokenizer, env_cfg)
+    generated = [(p, g) for prompts, outs in recorder.calls for p, g in zip(prompts, outs)]
+    assert len(generated) == len(batch)
+    for (prompt, gen) in generated:
+        rows = [i for i in range(len(batch)) if batch.prompt_ids[i].tolist() == prompt
+                and batch.response_ids[i].tolist() == gen.token_ids]
+        assert rows, "a generated response is missing from the batch"
+        np.testing.assert_array_equal(batch.response_logprobs[rows[0]], np.float32(gen.logprobs))
+    assert stats["rollout/trajectories"] == 6.0
+
+
+def test_only_unfinished_episodes_generate_and_step_limit(engine, tokenizer, env_cfg):
+    recorder = RecordingEngine(engine)
+    specs = [EpisodeSpec(0, j, 9) for j in range(8)]
+    envs = [make_env(env_cfg.name, **env_cfg.kwargs) for _ in specs]
+    batch, _ = run(envs, specs, recorder, tokenizer, env_cfg, max_steps=4)
+    sizes = [len(prompts) for prompts, _ in recorder.calls]
+    assert sizes == sorted(sizes, reverse=True) and len(sizes) <= 4
+    turns = np.bincount(batch.traj_ids)
+    for turn, size in enumerate(sizes):
+        assert size == int(np.sum(turns > turn)), "a finished episode was asked to generate"
+    assert batch.step_ids.max() <= 3
+
+
+def test_group_reset_gives_identical_starts(engine, tokenizer, env_cfg):
+    specs = [EpisodeSpec(g, g * 4 + j, 1000 + g) for g in range(3) for j in range(4)]
+    envs = [make_env(env_cfg.name, **env_cfg.kwargs) for _ in specs]
+    batch, _ = run(envs, specs, engine, tokenizer, env_cfg, max_steps=1)
+    first = batch.step_ids == 0
+    for g in range(3):
+        keys = batch.state_keys[first & (batch.group_ids == g)]
+        prompts = {tuple(batch.prompt_ids[i]) for i in np.flatnonzero(first & (batch.group_ids == g))}
+        assert len(set(keys.tolist())) == 1 and len(prompts) == 1
+    anchor = make_env(env_cfg.name, **env_cfg.kwargs).reset(1000)[0]
+    assert batch.state_keys[first & (batch.group_ids == 0)][0] == np.uint64(text_key(anchor))
+
+
+def test_environment_error_fails_only_its_trajectory(engine, tokenizer, env_cfg):
+    specs = [EpisodeSpec(0, 0, 1), EpisodeSpec(0, 1, 1)]
+    envs = [FlakyEnv(), make_env(env_cfg.name, **env_cfg.kwargs)]
+    batch, stats = run(envs, specs, engine, tokenizer, env_cfg, max_steps=3)
+    assert stats["rollout/failed_trajectories"] == 1.0
+    assert batch.traj_failed[batch.traj_ids == 0].all() and not batch.traj_failed[batch.traj_ids == 1].any()
+    assert (batch.traj_ids == 0).sum() == 1  # the step that raised records nothing

@@ -1,0 +1,57 @@
+import subprocess
+import sys
+
+import pytest
+
+from hgpo.config import Config, ConfigError, load_config, to_dict
+from hgpo.train import validate_overrides
+
+
+def test_composed_default_config_matches_dataclass_defaults():
+    assert validate_overrides([]) == Config()
+
+
+def test_overrides_reach_the_typed_config():
+    cfg = validate_overrides(
+        ["algorithm=gigpo", "env.history_length=4", "rollout.num_workers=1", "trainer.iterations=3", "learner.lr=1e-4"]
+    )
+    assert cfg.algorithm.name == "gigpo" and cfg.env.history_length == 4
+    assert cfg.rollout.num_workers == 1 and cfg.trainer.iterations == 3 and cfg.learner.lr == 1e-4
+
+
+def test_round_trip_through_dict():
+    cfg = Config()
+    assert load_config(to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["+trainer.foo=1"], r"trainer\.foo: unknown key; valid keys of trainer: \['iterations'"),
+        (["+bar=1"], r"bar: unknown key"),
+        (["trainer.iterations=abc"], r"trainer\.iterations must be int, got str"),
+        (["learner.lr=-0.1"], r"learner\.lr must be > 0"),
+        (["rollout.group_size=1"], r"rollout\.group_size must be >= 2 for a group-based algorithm"),
+        (["algorithm.normalize=max"], r"algorithm\.normalize: 'max' is not one of \['std', 'none'\]"),
+        (["env.history_length=17"], r"env\.history_length must be in \[0, 16\]"),
+        (["+env.kwargs.rooms=2"], r"env\.kwargs: keyroom takes no parameter \['rooms'\]"),
+        (["rollout.num_workers=9"], r"rollout\.num_workers \(9\) must be <= rollout\.num_groups"),
+        (["trainer.seed=true"], r"trainer\.seed must be int, got bool"),
+        (["nokey=1"], r"nokey"),
+        (["algorithm=ppo"], r"algorithm/ppo"),
+    ],
+)
+def test_bad_config_names_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_overrides(overrides)
+
+
+def test_cli_exits_2_before_anything_starts(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "hgpo.train", "learner.lr=-1", f"hydra.run.dir={tmp_path}/run"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "learner.lr must be > 0" in result.stderr
+    assert not (tmp_path / "run").exists()
+    assert "Ray" not in result.stderr + result.stdout
