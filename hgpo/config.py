@@ -25,6 +25,16 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _check_bounds(obj: Any, section: str, *, ge: dict[str, float] | None = None, gt: dict[str, float] | None = None):
+    """Raise ConfigError naming `section.field` for the first field below its bound (ge: >=, gt: >)."""
+    for name, low in (ge or {}).items():
+        value = getattr(obj, name)
+        _require(value >= low, f"{section}.{name} must be >= {low}, got {value}")
+    for name, low in (gt or {}).items():
+        value = getattr(obj, name)
+        _require(value > low, f"{section}.{name} must be > {low}, got {value}")
+
+
 @dataclass(frozen=True)
 class AlgorithmConfig:
     """Advantage estimator (spec/hgpo.md is the contract)."""
@@ -48,9 +58,7 @@ class AlgorithmConfig:
 
     def __post_init__(self) -> None:
         _require(0.0 < self.gamma <= 1.0, f"algorithm.gamma must be in (0, 1], got {self.gamma}")
-        _require(self.alpha >= 0.0, f"algorithm.alpha must be >= 0, got {self.alpha}")
-        _require(self.weight_offset >= 0, f"algorithm.weight_offset must be >= 0, got {self.weight_offset}")
-        _require(self.omega >= 0.0, f"algorithm.omega must be >= 0, got {self.omega}")
+        _check_bounds(self, "algorithm", ge={"alpha": 0, "weight_offset": 0, "omega": 0})
 
 
 @dataclass(frozen=True)
@@ -93,8 +101,20 @@ class TinyModelConfig:
     max_position_embeddings: int = 1024
 
     def __post_init__(self) -> None:
-        for name in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"):
-            _require(getattr(self, name) >= 1, f"model.tiny.{name} must be >= 1, got {getattr(self, name)}")
+        _check_bounds(
+            self,
+            "model.tiny",
+            ge=dict.fromkeys(
+                (
+                    "hidden_size",
+                    "intermediate_size",
+                    "num_hidden_layers",
+                    "num_attention_heads",
+                    "max_position_embeddings",
+                ),
+                1,
+            ),
+        )
         _require(
             self.hidden_size % self.num_attention_heads == 0,
             f"model.tiny.hidden_size ({self.hidden_size}) must be divisible by "
@@ -115,11 +135,8 @@ class WarmStartConfig:
     batch_size: int = 64
 
     def __post_init__(self) -> None:
-        _require(self.episodes >= 1, f"model.warm_start.episodes must be >= 1, got {self.episodes}")
+        _check_bounds(self, "model.warm_start", ge={"episodes": 1, "epochs": 0, "batch_size": 1}, gt={"lr": 0})
         _require(0.0 <= self.epsilon <= 1.0, f"model.warm_start.epsilon must be in [0, 1], got {self.epsilon}")
-        _require(self.epochs >= 0, f"model.warm_start.epochs must be >= 0, got {self.epochs}")
-        _require(self.lr > 0.0, f"model.warm_start.lr must be > 0, got {self.lr}")
-        _require(self.batch_size >= 1, f"model.warm_start.batch_size must be >= 1, got {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -158,19 +175,25 @@ class RolloutConfig:
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
-        _require(self.num_workers >= 1, f"rollout.num_workers must be >= 1, got {self.num_workers}")
-        _require(self.num_groups >= 1, f"rollout.num_groups must be >= 1, got {self.num_groups}")
+        _check_bounds(
+            self,
+            "rollout",
+            ge={
+                "num_workers": 1,
+                "num_groups": 1,
+                "top_k": 0,
+                "max_response_tokens": 1,
+                "max_prompt_tokens": 1,
+                "num_cpus_per_worker": 0,
+                "torch_threads": 1,
+            },
+            gt={"temperature": 0},
+        )
         _require(
             self.group_size >= 2,
             f"rollout.group_size must be >= 2 for a group-based algorithm (grpo, gigpo, hgpo), got {self.group_size}",
         )
-        _require(self.temperature > 0.0, f"rollout.temperature must be > 0, got {self.temperature}")
         _require(0.0 < self.top_p <= 1.0, f"rollout.top_p must be in (0, 1], got {self.top_p}")
-        _require(self.top_k >= 0, f"rollout.top_k must be >= 0, got {self.top_k}")
-        _require(self.max_response_tokens >= 1, f"rollout.max_response_tokens must be >= 1, got {self.max_response_tokens}")
-        _require(self.max_prompt_tokens >= 1, f"rollout.max_prompt_tokens must be >= 1, got {self.max_prompt_tokens}")
-        _require(self.num_cpus_per_worker >= 0, f"rollout.num_cpus_per_worker must be >= 0, got {self.num_cpus_per_worker}")
-        _require(self.torch_threads >= 1, f"rollout.torch_threads must be >= 1, got {self.torch_threads}")
 
 
 @dataclass(frozen=True)
@@ -195,18 +218,22 @@ class LearnerConfig:
     torch_threads: int = 2
 
     def __post_init__(self) -> None:
-        _require(self.lr > 0.0, f"learner.lr must be > 0, got {self.lr}")
-        _require(self.weight_decay >= 0.0, f"learner.weight_decay must be >= 0, got {self.weight_decay}")
-        _require(self.warmup_steps >= 0, f"learner.warmup_steps must be >= 0, got {self.warmup_steps}")
+        _check_bounds(
+            self,
+            "learner",
+            gt={"lr": 0, "clip_ratio_c": 1, "max_grad_norm": 0},
+            ge={
+                "weight_decay": 0,
+                "warmup_steps": 0,
+                "entropy_coef": 0,
+                "ppo_epochs": 1,
+                "num_minibatches": 1,
+                "micro_batch_tokens": 1,
+                "num_cpus": 0,
+                "torch_threads": 1,
+            },
+        )
         _require(0.0 < self.clip_ratio < 1.0, f"learner.clip_ratio must be in (0, 1), got {self.clip_ratio}")
-        _require(self.clip_ratio_c > 1.0, f"learner.clip_ratio_c must be > 1, got {self.clip_ratio_c}")
-        _require(self.entropy_coef >= 0.0, f"learner.entropy_coef must be >= 0, got {self.entropy_coef}")
-        _require(self.max_grad_norm > 0.0, f"learner.max_grad_norm must be > 0, got {self.max_grad_norm}")
-        _require(self.ppo_epochs >= 1, f"learner.ppo_epochs must be >= 1, got {self.ppo_epochs}")
-        _require(self.num_minibatches >= 1, f"learner.num_minibatches must be >= 1, got {self.num_minibatches}")
-        _require(self.micro_batch_tokens >= 1, f"learner.micro_batch_tokens must be >= 1, got {self.micro_batch_tokens}")
-        _require(self.num_cpus >= 0, f"learner.num_cpus must be >= 0, got {self.num_cpus}")
-        _require(self.torch_threads >= 1, f"learner.torch_threads must be >= 1, got {self.torch_threads}")
 
 
 @dataclass(frozen=True)
@@ -237,10 +264,12 @@ class TrainerConfig:
     """CPUs of a local Ray (null: all of this machine's)."""
 
     def __post_init__(self) -> None:
-        _require(self.iterations >= 1, f"trainer.iterations must be >= 1, got {self.iterations}")
-        _require(self.checkpoint_every >= 0, f"trainer.checkpoint_every must be >= 0, got {self.checkpoint_every}")
-        _require(self.sync_timeout_s > 0, f"trainer.sync_timeout_s must be > 0, got {self.sync_timeout_s}")
-        _require(self.rollout_timeout_s > 0, f"trainer.rollout_timeout_s must be > 0, got {self.rollout_timeout_s}")
+        _check_bounds(
+            self,
+            "trainer",
+            ge={"iterations": 1, "checkpoint_every": 0},
+            gt={"sync_timeout_s": 0, "rollout_timeout_s": 0},
+        )
 
 
 @dataclass(frozen=True)

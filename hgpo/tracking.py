@@ -29,12 +29,21 @@ class Tracker:
             import wandb
 
             self._wandb = wandb.init(
-                project=cfg.project, name=run_name, mode=cfg.wandb, dir=str(run_dir), config=config,
+                project=cfg.project,
+                name=run_name,
+                mode=cfg.wandb,
+                dir=str(run_dir),
+                config=config,
                 settings=wandb.Settings(console="off", x_disable_stats=True),
             )
         self._progress = Progress(
-            TextColumn("[bold]hgpo"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[summary]}"),
-            TimeElapsedColumn(), TimeRemainingColumn(), transient=False,
+            TextColumn("[bold]hgpo"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[summary]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            transient=False,
         )
         self._task = self._progress.add_task("train", total=iterations, summary="")
         self._progress.start()

@@ -60,7 +60,9 @@ def hydra_main(dcfg: DictConfig) -> None:
 
 def run(cfg: Config, run_dir: Path) -> list[dict[str, float]]:
     """Run the whole job in `run_dir`; return the per-iteration metrics."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet = {"TOKENIZERS_PARALLELISM": "false", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    for key, value in quiet.items():
+        os.environ.setdefault(key, value)
     import ray
 
     from hgpo.trainer import Trainer
@@ -79,7 +81,7 @@ def run(cfg: Config, run_dir: Path) -> list[dict[str, float]]:
             address=cfg.trainer.ray_address,
             num_cpus=cfg.trainer.ray_num_cpus if cfg.trainer.ray_address is None else None,
             include_dashboard=False,
-            runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}},
+            runtime_env={"env_vars": quiet},
             log_to_driver=True,
         )
     try:

@@ -42,19 +42,49 @@ def estimate_advantages(batch: StepBatch, algo: AlgorithmConfig, env: EnvConfig)
     if algo.name == "grpo":
         adv = grpo_advantages(b.group_ids, b.traj_ids, scores, normalize=algo.normalize)
     elif algo.name == "gigpo":
-        adv = gigpo_advantages(b.group_ids, b.traj_ids, b.step_ids, b.state_keys, returns, scores,
-                               omega=algo.omega, normalize=algo.normalize)
+        adv = gigpo_advantages(
+            b.group_ids,
+            b.traj_ids,
+            b.step_ids,
+            b.state_keys,
+            returns,
+            scores,
+            omega=algo.omega,
+            normalize=algo.normalize,
+        )
     else:
-        adv = hgpo_advantages(b.group_ids, b.traj_ids, b.step_ids, b.state_keys, returns,
-                              history_length=env.history_length, alpha=algo.alpha, weight_offset=algo.weight_offset,
-                              normalize=algo.normalize, action_keys=action_keys,
-                              episode_scores=scores if algo.episode_term else None)
+        adv = hgpo_advantages(
+            b.group_ids,
+            b.traj_ids,
+            b.step_ids,
+            b.state_keys,
+            returns,
+            history_length=env.history_length,
+            alpha=algo.alpha,
+            weight_offset=algo.weight_offset,
+            normalize=algo.normalize,
+            action_keys=action_keys,
+            episode_scores=scores if algo.episode_term else None,
+        )
     advantages[ok] = adv
-    metrics = {"adv/mean": float(adv.mean()), "adv/std": float(adv.std()), "adv/zero_share": float(np.mean(adv == 0)),
-               "adv/return_mean": float(returns.mean())}
-    metrics.update(level_diagnostics(b.group_ids, b.traj_ids, b.step_ids, b.state_keys, returns,
-                                     history_length=env.history_length, normalize=algo.normalize,
-                                     action_keys=action_keys))
+    metrics = {
+        "adv/mean": float(adv.mean()),
+        "adv/std": float(adv.std()),
+        "adv/zero_share": float(np.mean(adv == 0)),
+        "adv/return_mean": float(returns.mean()),
+    }
+    metrics.update(
+        level_diagnostics(
+            b.group_ids,
+            b.traj_ids,
+            b.step_ids,
+            b.state_keys,
+            returns,
+            history_length=env.history_length,
+            normalize=algo.normalize,
+            action_keys=action_keys,
+        )
+    )
     return advantages, metrics
 
 
@@ -108,7 +138,8 @@ class Trainer:
         for group in range(cfg.num_groups):
             seed = group_seed(self.cfg.trainer.seed, iteration, group)
             specs[group % len(self.workers)] += [
-                EpisodeSpec(group_id=group, traj_id=group * cfg.group_size + j, seed=seed) for j in range(cfg.group_size)
+                EpisodeSpec(group_id=group, traj_id=group * cfg.group_size + j, seed=seed)
+                for j in range(cfg.group_size)
             ]
         refs = [
             w.rollout.remote(s, seed=group_seed(self.cfg.trainer.seed, iteration, 10_000 + i))
@@ -116,10 +147,15 @@ class Trainer:
         ]
         results = self._wait(refs, self.cfg.trainer.rollout_timeout_s, f"rollout of iteration {iteration}")
         batches, worker_stats = zip(*results)
-        stale = {n: s["rollout/weight_version"] for n, s in zip(self.worker_names, worker_stats)
-                 if s["rollout/weight_version"] != self.version}
+        stale = {
+            n: s["rollout/weight_version"]
+            for n, s in zip(self.worker_names, worker_stats)
+            if s["rollout/weight_version"] != self.version
+        }
         if stale:
-            raise RuntimeError(f"iteration {iteration}: workers rolled out stale weights {stale}, expected v{self.version}")
+            raise RuntimeError(
+                f"iteration {iteration}: workers rolled out stale weights {stale}, expected v{self.version}"
+            )
         batch = StepBatch.concat(batches)
         return batch, rollout_metrics(batch, list(worker_stats)) | {"rollout/weight_version": float(self.version)}
 
@@ -132,10 +168,15 @@ class Trainer:
         return stats
 
     def checkpoint(self, iteration: int) -> Path:
-        state = {"weight_version": self.version, "worker_versions": self.worker_versions(),
-                 "seed": self.cfg.trainer.seed, "model_path": self.model_path}
-        path = save_checkpoint(self.learner, self.run_dir, iteration, state, self.config_dict,
-                               self.cfg.trainer.sync_timeout_s)
+        state = {
+            "weight_version": self.version,
+            "worker_versions": self.worker_versions(),
+            "seed": self.cfg.trainer.seed,
+            "model_path": self.model_path,
+        }
+        path = save_checkpoint(
+            self.learner, self.run_dir, iteration, state, self.config_dict, self.cfg.trainer.sync_timeout_s
+        )
         log.info("checkpoint: %s", path)
         return path
 
@@ -154,9 +195,15 @@ class Trainer:
                 t3 = time.perf_counter()
                 sync_metrics = self.sync_weights(version=it + 1)
                 metrics.update(adv_metrics | learner_metrics | sync_metrics)
-                metrics.update({"time/rollout_s": t1 - t0, "time/advantage_s": t2 - t1, "time/update_s": t3 - t2,
-                                "time/iteration_s": time.perf_counter() - t0,
-                                "perf/rollout_tokens_per_s": metrics["rollout/generated_tokens"] / (t1 - t0)})
+                metrics.update(
+                    {
+                        "time/rollout_s": t1 - t0,
+                        "time/advantage_s": t2 - t1,
+                        "time/update_s": t3 - t2,
+                        "time/iteration_s": time.perf_counter() - t0,
+                        "perf/rollout_tokens_per_s": metrics["rollout/generated_tokens"] / (t1 - t0),
+                    }
+                )
                 self.tracker.log(it, metrics)
                 self.history.append(metrics)
                 if tcfg.checkpoint_every and (it + 1) % tcfg.checkpoint_every == 0 and it + 1 < tcfg.iterations:
@@ -167,8 +214,9 @@ class Trainer:
         return self.history
 
     def worker_versions(self) -> dict[str, int]:
-        versions = self._wait([w.get_version.remote() for w in self.workers], self.cfg.trainer.sync_timeout_s,
-                              "version query")
+        versions = self._wait(
+            [w.get_version.remote() for w in self.workers], self.cfg.trainer.sync_timeout_s, "version query"
+        )
         return dict(zip(self.worker_names, versions))
 
     def _wait(self, refs: list, timeout_s: float, what: str) -> list:

@@ -66,8 +66,12 @@ def prepare_policy(cfg: Config) -> str:
         "format": WARM_START_FORMAT,
         "tiny": vars(cfg.model.tiny),
         "warm_start": vars(cfg.model.warm_start),
-        "env": {"name": cfg.env.name, "kwargs": cfg.env.kwargs, "history_length": cfg.env.history_length,
-                "max_steps": cfg.env.max_steps},
+        "env": {
+            "name": cfg.env.name,
+            "kwargs": cfg.env.kwargs,
+            "history_length": cfg.env.history_length,
+            "max_steps": cfg.env.max_steps,
+        },
         "seed": cfg.trainer.seed,
     }
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -122,8 +126,9 @@ def _build_and_train(cfg: Config, out: Path) -> None:
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-        log.info("warm start: epoch %d/%d, loss %.4f (%d examples)", epoch + 1, ws.epochs, np.mean(losses),
-                 len(sequences))
+        log.info(
+            "warm start: epoch %d/%d, loss %.4f (%d examples)", epoch + 1, ws.epochs, np.mean(losses), len(sequences)
+        )
     model.eval()
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)

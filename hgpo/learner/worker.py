@@ -116,8 +116,13 @@ class Learner:
                     old_grid[mask > 0] = torch.from_numpy(np.concatenate([old_by_row[int(r)] for r in mb]))
                     adv = torch.from_numpy(batch.advantages[mb].astype(np.float32)).unsqueeze(1)
                     pg_loss, pg_stats = ppo_clip_loss(
-                        logprobs, old_grid, adv, mask,
-                        clip_ratio=self.cfg.clip_ratio, clip_ratio_c=self.cfg.clip_ratio_c, token_count=token_count,
+                        logprobs,
+                        old_grid,
+                        adv,
+                        mask,
+                        clip_ratio=self.cfg.clip_ratio,
+                        clip_ratio_c=self.cfg.clip_ratio_c,
+                        token_count=token_count,
                     )
                     entropy_mean = (entropy * mask).sum() / token_count
                     (pg_loss - self.cfg.entropy_coef * entropy_mean).backward()
@@ -138,17 +143,21 @@ class Learner:
                 sums["steps"] = sums.get("steps", 0.0) + 1.0
         steps = max(sums.pop("steps", 1.0), 1.0)
         elapsed = time.perf_counter() - start
-        stats = {f"loss/{k}": v / steps for k, v in sums.items() if k in ("policy", "entropy", "approx_kl", "clip_frac")}
-        stats.update({
-            "learner/grad_norm": sums.get("grad_norm", 0.0) / steps,
-            "learner/skipped_steps": sums.get("skipped_steps", 0.0),
-            "learner/lr": self.scheduler.get_last_lr()[0],
-            "learner/logprob_gap_mean": float(gap.mean()) if gap.size else 0.0,
-            "learner/logprob_gap_max": float(gap.max()) if gap.size else 0.0,
-            "learner/padding_share": (padded - tokens) / max(tokens, 1),
-            "learner/optimizer_steps": float(self.optimizer_steps),
-            "perf/learner_tokens_per_s": tokens / max(elapsed, 1e-9),
-        })
+        stats = {
+            f"loss/{k}": v / steps for k, v in sums.items() if k in ("policy", "entropy", "approx_kl", "clip_frac")
+        }
+        stats.update(
+            {
+                "learner/grad_norm": sums.get("grad_norm", 0.0) / steps,
+                "learner/skipped_steps": sums.get("skipped_steps", 0.0),
+                "learner/lr": self.scheduler.get_last_lr()[0],
+                "learner/logprob_gap_mean": float(gap.mean()) if gap.size else 0.0,
+                "learner/logprob_gap_max": float(gap.max()) if gap.size else 0.0,
+                "learner/padding_share": (padded - tokens) / max(tokens, 1),
+                "learner/optimizer_steps": float(self.optimizer_steps),
+                "perf/learner_tokens_per_s": tokens / max(elapsed, 1e-9),
+            }
+        )
         return stats
 
     # -- weights ----------------------------------------------------------------------------------
@@ -162,8 +171,11 @@ class Learner:
         self.model.save_pretrained(out, safe_serialization=True)
         self.tokenizer.save_pretrained(out)
         torch.save(
-            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-             "optimizer_steps": self.optimizer_steps},
+            {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "optimizer_steps": self.optimizer_steps,
+            },
             out / "optimizer.pt",
         )
         return sorted(p.name for p in out.iterdir())

@@ -77,8 +77,12 @@ def run_episodes(
         prompts = [encode_prompt(tokenizer, _user_message(ep)) for ep in active]
         for ep, prompt in zip(active, prompts):
             if len(prompt) > max_prompt_tokens:
-                log.warning("trajectory %d: prompt of %d tokens exceeds rollout.max_prompt_tokens=%d",
-                            ep.spec.traj_id, len(prompt), max_prompt_tokens)
+                log.warning(
+                    "trajectory %d: prompt of %d tokens exceeds rollout.max_prompt_tokens=%d",
+                    ep.spec.traj_id,
+                    len(prompt),
+                    max_prompt_tokens,
+                )
                 ep.failed = True
         prompts = [p for ep, p in zip(active, prompts) if not ep.failed]
         active = [ep for ep in active if not ep.failed]
@@ -118,8 +122,18 @@ def run_episodes(
     return batch, stats
 
 
-_ROW_FIELDS = ("group_ids", "traj_ids", "step_ids", "state_keys", "action_keys", "rewards", "invalid",
-               "prompt_ids", "response_ids", "response_logprobs")
+_ROW_FIELDS = (
+    "group_ids",
+    "traj_ids",
+    "step_ids",
+    "state_keys",
+    "action_keys",
+    "rewards",
+    "invalid",
+    "prompt_ids",
+    "response_ids",
+    "response_logprobs",
+)
 
 
 def _user_message(ep: _Episode) -> str:

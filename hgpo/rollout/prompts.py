@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-FORMAT_INSTRUCTION = (
-    "Think inside <think> </think>, then give one admissible action inside <action> </action>."
-)
+FORMAT_INSTRUCTION = "Think inside <think> </think>, then give one admissible action inside <action> </action>."
 
 
 def build_user_message(

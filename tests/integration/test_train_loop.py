@@ -13,10 +13,19 @@ pytestmark = pytest.mark.integration
 def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     cmd = [
-        sys.executable, "-m", "hgpo.train",
-        "trainer.iterations=2", "rollout.num_groups=4", "rollout.group_size=4", "rollout.num_workers=2",
-        "model.warm_start.episodes=40", "model.warm_start.epochs=1", f"model.cache_dir={root}/cache",
-        "tracking.wandb=offline", f"hydra.run.dir={root}/run", "trainer.ray_num_cpus=2",
+        sys.executable,
+        "-m",
+        "hgpo.train",
+        "trainer.iterations=2",
+        "rollout.num_groups=4",
+        "rollout.group_size=4",
+        "rollout.num_workers=2",
+        "model.warm_start.episodes=40",
+        "model.warm_start.epochs=1",
+        f"model.cache_dir={root}/cache",
+        "tracking.wandb=offline",
+        f"hydra.run.dir={root}/run",
+        "trainer.ray_num_cpus=2",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -30,8 +39,16 @@ def test_metrics_logged_every_iteration(run_dir):
     for m in lines:
         assert 0.0 <= m["rollout/success_rate"] <= 1.0
         assert m["rollout/rows"] >= 16  # 4 groups x 4 episodes, at least one turn each
-        for key in ("loss/policy", "loss/entropy", "learner/grad_norm", "adv/std", "time/update_s",
-                    "adv/context_inconsistency_rate", "adv/level1/buckets", "learner/logprob_gap_max"):
+        for key in (
+            "loss/policy",
+            "loss/entropy",
+            "learner/grad_norm",
+            "adv/std",
+            "time/update_s",
+            "adv/context_inconsistency_rate",
+            "adv/level1/buckets",
+            "learner/logprob_gap_max",
+        ):
             assert key in m, key
         assert m["learner/logprob_gap_max"] < 1e-3
     # the rollout of iteration i used weights v_i; sync after iteration i pushed v_{i+1}
@@ -58,8 +75,9 @@ def test_checkpoint_loads_like_any_hugging_face_model(run_dir):
     model = AutoModelForCausalLM.from_pretrained(policy)
     tokenizer = AutoTokenizer.from_pretrained(policy)
     assert model.config.model_type == "llama"
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Now: You are in a room."}],
-                                        add_generation_prompt=True, tokenize=False)
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Now: You are in a room."}], add_generation_prompt=True, tokenize=False
+    )
     assert torch.isfinite(model(**tokenizer(ids, return_tensors="pt")).logits).all()
     optimizer = torch.load(policy / "optimizer.pt", weights_only=True)
     assert optimizer["optimizer_steps"] == 4  # 2 iterations x 2 mini-batches

@@ -6,9 +6,15 @@ from hgpo.batch import Ragged, StepBatch
 def make_batch(offset: int, n: int) -> StepBatch:
     rng = np.random.default_rng(offset)
     return StepBatch(
-        group_ids=np.arange(n) // 2, traj_ids=np.arange(n) + offset, step_ids=np.zeros(n, np.int64),
-        state_keys=rng.integers(0, 2**63, n).astype(np.uint64), action_keys=np.zeros(n, np.uint64),
-        rewards=rng.random(n), invalid=np.zeros(n, bool), traj_won=np.zeros(n, bool), traj_failed=np.zeros(n, bool),
+        group_ids=np.arange(n) // 2,
+        traj_ids=np.arange(n) + offset,
+        step_ids=np.zeros(n, np.int64),
+        state_keys=rng.integers(0, 2**63, n).astype(np.uint64),
+        action_keys=np.zeros(n, np.uint64),
+        rewards=rng.random(n),
+        invalid=np.zeros(n, bool),
+        traj_won=np.zeros(n, bool),
+        traj_failed=np.zeros(n, bool),
         prompt_ids=Ragged.from_rows([[offset + i] * (i + 1) for i in range(n)], np.int32),
         response_ids=Ragged.from_rows([[i] * (n - i) for i in range(n)], np.int32),
         response_logprobs=Ragged.from_rows([[-0.5] * (n - i) for i in range(n)], np.float32),

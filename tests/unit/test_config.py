@@ -49,7 +49,9 @@ def test_bad_config_names_the_key(overrides, message):
 def test_cli_exits_2_before_anything_starts(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "hgpo.train", "learner.lr=-1", f"hydra.run.dir={tmp_path}/run"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "learner.lr must be > 0" in result.stderr

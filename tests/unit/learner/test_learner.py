@@ -15,9 +15,15 @@ def batch_from(engine, prompts, temperature, seed=0):
     gens = engine.generate(prompts, SamplingParams(max_tokens=10, temperature=temperature), seed=seed)
     n = len(prompts)
     return StepBatch(
-        group_ids=np.zeros(n, np.int64), traj_ids=np.arange(n), step_ids=np.zeros(n, np.int64),
-        state_keys=np.zeros(n, np.uint64), action_keys=np.zeros(n, np.uint64), rewards=np.zeros(n),
-        invalid=np.zeros(n, bool), traj_won=np.zeros(n, bool), traj_failed=np.zeros(n, bool),
+        group_ids=np.zeros(n, np.int64),
+        traj_ids=np.arange(n),
+        step_ids=np.zeros(n, np.int64),
+        state_keys=np.zeros(n, np.uint64),
+        action_keys=np.zeros(n, np.uint64),
+        rewards=np.zeros(n),
+        invalid=np.zeros(n, bool),
+        traj_won=np.zeros(n, bool),
+        traj_failed=np.zeros(n, bool),
         prompt_ids=Ragged.from_rows(prompts, np.int32),
         response_ids=Ragged.from_rows([g.token_ids for g in gens], np.int32),
         response_logprobs=Ragged.from_rows([g.logprobs for g in gens], np.float32),

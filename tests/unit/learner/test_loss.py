@@ -8,8 +8,15 @@ from hgpo.learner.worker import micro_batches
 
 def loss_of(ratio: float, adv: float, clip=0.2, clip_c=3.0) -> float:
     lp = torch.tensor([[np.log(ratio)]], dtype=torch.float64)
-    loss, _ = ppo_clip_loss(lp, torch.zeros_like(lp), torch.tensor([[adv]], dtype=torch.float64),
-                            torch.ones_like(lp), clip_ratio=clip, clip_ratio_c=clip_c, token_count=1)
+    loss, _ = ppo_clip_loss(
+        lp,
+        torch.zeros_like(lp),
+        torch.tensor([[adv]], dtype=torch.float64),
+        torch.ones_like(lp),
+        clip_ratio=clip,
+        clip_ratio_c=clip_c,
+        token_count=1,
+    )
     return float(loss)
 
 

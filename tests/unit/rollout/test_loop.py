@@ -53,9 +53,17 @@ def tokenizer(tiny_model_dir):
 
 
 def run(envs, specs, engine, tokenizer, env_cfg, max_steps=None, seed=0):
-    return run_episodes(envs, specs, engine, tokenizer, history_length=env_cfg.history_length,
-                        max_steps=max_steps or env_cfg.max_steps, params=SamplingParams(max_tokens=12),
-                        max_prompt_tokens=4096, seed=seed)
+    return run_episodes(
+        envs,
+        specs,
+        engine,
+        tokenizer,
+        history_length=env_cfg.history_length,
+        max_steps=max_steps or env_cfg.max_steps,
+        params=SamplingParams(max_tokens=12),
+        max_prompt_tokens=4096,
+        seed=seed,
+    )
 
 
 def test_tokens_and_logprobs_kept_exactly_as_generated(engine, tokenizer, env_cfg):
@@ -65,9 +73,12 @@ def test_tokens_and_logprobs_kept_exactly_as_generated(engine, tokenizer, env_cf
     batch, stats = run(envs, specs, recorder, tokenizer, env_cfg)
     generated = [(p, g) for prompts, outs in recorder.calls for p, g in zip(prompts, outs)]
     assert len(generated) == len(batch)
-    for (prompt, gen) in generated:
-        rows = [i for i in range(len(batch)) if batch.prompt_ids[i].tolist() == prompt
-                and batch.response_ids[i].tolist() == gen.token_ids]
+    for prompt, gen in generated:
+        rows = [
+            i
+            for i in range(len(batch))
+            if batch.prompt_ids[i].tolist() == prompt and batch.response_ids[i].tolist() == gen.token_ids
+        ]
         assert rows, "a generated response is missing from the batch"
         np.testing.assert_array_equal(batch.response_logprobs[rows[0]], np.float32(gen.logprobs))
     assert stats["rollout/trajectories"] == 6.0
