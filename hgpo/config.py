@@ -255,6 +255,9 @@ class TrainerConfig:
     seed: int = 0
     checkpoint_every: int = 0
     """Save every N iterations (0: only at the end)."""
+    resume: str = "auto"
+    """auto: continue from the newest complete checkpoint in the run directory, if any (set a fixed
+    hydra.run.dir to resume a run); never: always start fresh; or the path of a checkpoint directory."""
     sync_timeout_s: float = 120.0
     """A weight transfer that takes longer fails with the name of the stuck worker."""
     rollout_timeout_s: float = 600.0

@@ -20,9 +20,21 @@ CONSOLE_KEYS = ("rollout/success_rate", "rollout/invalid_rate", "loss/policy", "
 class Tracker:
     """Writes metrics to <run_dir>/metrics.jsonl, W&B and a rich progress bar; the step is the iteration."""
 
-    def __init__(self, cfg: TrackingConfig, run_dir: Path, run_name: str, config: dict[str, Any], iterations: int):
+    def __init__(
+        self,
+        cfg: TrackingConfig,
+        run_dir: Path,
+        run_name: str,
+        config: dict[str, Any],
+        iterations: int,
+        start_iteration: int = 0,
+        wandb_id: str | None = None,
+    ):
+        """Open the sinks. With start_iteration > 0 (a resumed run), lines of metrics.jsonl from that
+        iteration on are dropped first, so no iteration is logged twice, and W&B continues `wandb_id`."""
         self.run_dir = run_dir
         self.metrics_path = run_dir / "metrics.jsonl"
+        self.history = self._truncate(start_iteration)
         self._file = self.metrics_path.open("a", encoding="utf-8")
         self._wandb = None
         if cfg.wandb != "disabled":
@@ -31,6 +43,8 @@ class Tracker:
             self._wandb = wandb.init(
                 project=cfg.project,
                 name=run_name,
+                id=wandb_id,
+                resume="allow" if wandb_id else None,
                 mode=cfg.wandb,
                 dir=str(run_dir),
                 config=config,
@@ -45,18 +59,32 @@ class Tracker:
             TimeRemainingColumn(),
             transient=False,
         )
-        self._task = self._progress.add_task("train", total=iterations, summary="")
+        self._task = self._progress.add_task("train", total=iterations, completed=start_iteration, summary="")
         self._progress.start()
 
     def log(self, iteration: int, metrics: dict[str, float]) -> None:
         clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
         self._file.write(json.dumps({"iteration": iteration, **clean}) + "\n")
+        self.history.append({"iteration": iteration, **clean})
         self._file.flush()
         if self._wandb is not None:
             self._wandb.log(clean, step=iteration)
         summary = "  ".join(f"{k.split('/')[-1]}={clean[k]:.3g}" for k in CONSOLE_KEYS if k in clean)
         self._progress.update(self._task, completed=iteration + 1, summary=summary)
         log.info("iteration %d: %s", iteration, summary)
+
+    @property
+    def wandb_id(self) -> str | None:
+        return self._wandb.id if self._wandb is not None else None
+
+    def _truncate(self, start_iteration: int) -> list[dict[str, float]]:
+        """Keep the metrics of iterations before `start_iteration`; return them."""
+        if not self.metrics_path.exists():
+            return []
+        kept = [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        kept = [m for m in kept if m["iteration"] < start_iteration]
+        self.metrics_path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+        return kept
 
     def close(self) -> None:
         self._progress.stop()

@@ -95,6 +95,9 @@ def run(cfg: Config, run_dir: Path) -> list[dict[str, float]]:
 
 
 def _report(history: list[dict[str, float]], run_dir: Path, wall_s: float) -> None:
+    if not history:
+        print(f"no iteration was trained or logged; run dir: {run_dir}", flush=True)
+        return
     rates = [h["rollout/success_rate"] for h in history]
     k = min(3, len(rates))
     lines = [

@@ -11,7 +11,7 @@ import ray
 
 from hgpo.advantages import discounted_returns, gigpo_advantages, grpo_advantages, hgpo_advantages, level_diagnostics
 from hgpo.batch import StepBatch
-from hgpo.checkpoint import save_checkpoint
+from hgpo.checkpoint import latest_checkpoint, read_trainer_state, save_checkpoint
 from hgpo.config import AlgorithmConfig, Config, EnvConfig, to_dict
 from hgpo.learner.worker import Learner
 from hgpo.rollout.loop import EpisodeSpec
@@ -117,9 +117,14 @@ class Trainer:
         self.run_dir = run_dir
         self.model_path = model_path
         self.config_dict = to_dict(cfg)
+        resume_from = self._resume_checkpoint()
+        state = read_trainer_state(resume_from) if resume_from else {}
+        # A resumed learner loads the checkpoint's weights; workers start from the initial policy and
+        # receive the learner's weights (with the checkpoint's version) through the normal sync.
+        learner_path = str(resume_from / "policy") if resume_from else model_path
         learner_actor = ray.remote(Learner).options(num_cpus=cfg.learner.num_cpus, max_concurrency=1)
         self.learner = learner_actor.remote(
-            cfg.learner, model_path, cfg.model.dtype, cfg.rollout.temperature, cfg.trainer.seed
+            cfg.learner, learner_path, cfg.model.dtype, cfg.rollout.temperature, cfg.trainer.seed
         )
         worker_actor = ray.remote(RolloutWorker).options(num_cpus=cfg.rollout.num_cpus_per_worker)
         self.worker_names = [f"rollout-{i}" for i in range(cfg.rollout.num_workers)]
@@ -127,8 +132,28 @@ class Trainer:
             worker_actor.remote(cfg.env, cfg.rollout, model_path, cfg.model.dtype, name) for name in self.worker_names
         ]
         self.version = 0
-        self.tracker = Tracker(cfg.tracking, run_dir, run_name, self.config_dict, cfg.trainer.iterations)
-        self.history: list[dict[str, float]] = []
+        self.start_iteration = state.get("iteration", -1) + 1
+        if resume_from:
+            ray.get(self.learner.load_training_state.remote(learner_path), timeout=cfg.trainer.sync_timeout_s)
+            self.sync_weights(state["weight_version"])
+            log.info("resumed from %s: next iteration %d", resume_from, self.start_iteration)
+        self.tracker = Tracker(
+            cfg.tracking,
+            run_dir,
+            run_name,
+            self.config_dict,
+            cfg.trainer.iterations,
+            start_iteration=self.start_iteration,
+            wandb_id=state.get("wandb_id"),
+        )
+
+    def _resume_checkpoint(self) -> Path | None:
+        resume = self.cfg.trainer.resume
+        if resume == "never":
+            return None
+        if resume == "auto":
+            return latest_checkpoint(self.run_dir)
+        return Path(resume).expanduser()
 
     # -- phases -----------------------------------------------------------------------------------
     def rollout(self, iteration: int) -> tuple[StepBatch, dict[str, float]]:
@@ -173,6 +198,7 @@ class Trainer:
             "worker_versions": self.worker_versions(),
             "seed": self.cfg.trainer.seed,
             "model_path": self.model_path,
+            "wandb_id": self.tracker.wandb_id,
         }
         path = save_checkpoint(
             self.learner, self.run_dir, iteration, state, self.config_dict, self.cfg.trainer.sync_timeout_s
@@ -182,36 +208,35 @@ class Trainer:
 
     # -- loop -------------------------------------------------------------------------------------
     def run(self) -> list[dict[str, float]]:
+        """Iterations start_iteration .. iterations-1; returns every iteration's metrics (resumed ones too)."""
         tcfg = self.cfg.trainer
+        if self.start_iteration >= tcfg.iterations:
+            log.warning("nothing to train: the checkpoint already covers trainer.iterations=%d", tcfg.iterations)
         try:
-            for it in range(tcfg.iterations):
+            for it in range(self.start_iteration, tcfg.iterations):
                 t0 = time.perf_counter()
                 batch, metrics = self.rollout(it)
                 t1 = time.perf_counter()
                 advantages, adv_metrics = estimate_advantages(batch, self.cfg.algorithm, self.cfg.env)
                 batch = batch.with_advantages(advantages)
                 t2 = time.perf_counter()
-                learner_metrics = self.update(batch)
+                metrics |= self.update(batch)
                 t3 = time.perf_counter()
-                sync_metrics = self.sync_weights(version=it + 1)
-                metrics.update(adv_metrics | learner_metrics | sync_metrics)
-                metrics.update(
-                    {
-                        "time/rollout_s": t1 - t0,
-                        "time/advantage_s": t2 - t1,
-                        "time/update_s": t3 - t2,
-                        "time/iteration_s": time.perf_counter() - t0,
-                        "perf/rollout_tokens_per_s": metrics["rollout/generated_tokens"] / (t1 - t0),
-                    }
-                )
+                metrics |= self.sync_weights(version=it + 1)
+                metrics |= adv_metrics | {
+                    "time/rollout_s": t1 - t0,
+                    "time/advantage_s": t2 - t1,
+                    "time/update_s": t3 - t2,
+                    "time/iteration_s": time.perf_counter() - t0,
+                    "perf/rollout_tokens_per_s": metrics["rollout/generated_tokens"] / (t1 - t0),
+                }
                 self.tracker.log(it, metrics)
-                self.history.append(metrics)
-                if tcfg.checkpoint_every and (it + 1) % tcfg.checkpoint_every == 0 and it + 1 < tcfg.iterations:
+                last = it + 1 == tcfg.iterations
+                if last or (tcfg.checkpoint_every and (it + 1) % tcfg.checkpoint_every == 0):
                     self.checkpoint(it)
-            self.checkpoint(tcfg.iterations - 1)
         finally:
             self.tracker.close()
-        return self.history
+        return self.tracker.history
 
     def worker_versions(self) -> dict[str, int]:
         versions = self._wait(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -14,6 +15,9 @@ from hgpo.batch import StepBatch
 from hgpo.config import LearnerConfig
 from hgpo.learner.loss import ppo_clip_loss, token_entropy
 from hgpo.weights import state_to_numpy
+
+TRAINING_STATE = "optimizer.pt"
+log = logging.getLogger(__name__)
 
 
 def micro_batches(lengths: np.ndarray, rows: np.ndarray, token_budget: int) -> list[np.ndarray]:
@@ -135,7 +139,8 @@ class Learner:
                     self.optimizer.step()
                     self.scheduler.step()
                     self.optimizer_steps += 1
-                else:
+                else:  # a non-finite loss or gradient: skip this step, keep the weights
+                    log.warning("non-finite gradient norm %s: optimizer step skipped", grad_norm)
                     step_stats["skipped_steps"] = 1.0
                 step_stats["grad_norm"] = grad_norm
                 for key, value in step_stats.items():
@@ -165,17 +170,32 @@ class Learner:
         return state_to_numpy(self.model)
 
     def save(self, path: str) -> list[str]:
-        """Write a Hugging Face directory (safetensors) plus the optimizer state; return the file names."""
+        """Write a Hugging Face directory (safetensors) plus optimizer, scheduler and RNG state.
+
+        Refuses (ValueError) to save non-finite weights, so a broken state never becomes a checkpoint.
+        """
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise ValueError(f"refusing to checkpoint non-finite weights: {bad[:3]}")
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(out, safe_serialization=True)
         self.tokenizer.save_pretrained(out)
-        torch.save(
-            {
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "optimizer_steps": self.optimizer_steps,
-            },
-            out / "optimizer.pt",
-        )
+        training_state = {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "optimizer_steps": self.optimizer_steps,
+            "torch_rng": torch.get_rng_state(),
+        }
+        torch.save(training_state, out / TRAINING_STATE)
         return sorted(p.name for p in out.iterdir())
+
+    def load_training_state(self, path: str) -> int:
+        """Restore what `save` wrote besides the weights (which come from the constructor's model_path):
+        optimizer, scheduler, step counter and RNG. Returns the optimizer step count."""
+        state = torch.load(Path(path) / TRAINING_STATE, weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.optimizer_steps = int(state["optimizer_steps"])
+        torch.set_rng_state(state["torch_rng"])
+        return self.optimizer_steps

@@ -10,23 +10,13 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
+def run_dir(tmp_path_factory, warm_start_overrides):
     root = tmp_path_factory.mktemp("train")
     cmd = [
-        sys.executable,
-        "-m",
-        "hgpo.train",
-        "trainer.iterations=2",
-        "rollout.num_groups=4",
-        "rollout.group_size=4",
-        "rollout.num_workers=2",
-        "model.warm_start.episodes=40",
-        "model.warm_start.epochs=1",
-        f"model.cache_dir={root}/cache",
-        "tracking.wandb=offline",
-        f"hydra.run.dir={root}/run",
-        "trainer.ray_num_cpus=2",
-    ]
+        sys.executable, "-m", "hgpo.train",
+        "trainer.iterations=2", "rollout.num_groups=4", "rollout.group_size=4", "rollout.num_workers=2",
+        *warm_start_overrides, "tracking.wandb=offline", f"hydra.run.dir={root}/run", "trainer.ray_num_cpus=2",
+    ]  # fmt: skip
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=420, cwd=root)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "success rate: first iteration" in result.stdout
@@ -51,6 +41,7 @@ def test_metrics_logged_every_iteration(run_dir):
         ):
             assert key in m, key
         assert m["learner/logprob_gap_max"] < 1e-3
+        assert m["adv/std"] > 0 and m["loss/entropy"] > 0  # a warm-started policy gives real learning signal
     # the rollout of iteration i used weights v_i; sync after iteration i pushed v_{i+1}
     assert [m["rollout/weight_version"] for m in lines] == [0.0, 1.0]
     assert [m["sync/version"] for m in lines] == [1.0, 2.0]

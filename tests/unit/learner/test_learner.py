@@ -82,3 +82,33 @@ def test_failed_trajectories_are_left_out(tiny_model_dir, prompts):
     before = {k: v.copy() for k, v in learner.state_numpy().items()}
     learner.update(failed.with_advantages(np.ones(len(batch))))
     assert all(np.array_equal(before[k], v) for k, v in learner.state_numpy().items())
+
+
+def test_non_finite_loss_skips_the_step_and_keeps_weights(tiny_model_dir, prompts, tmp_path):
+    engine = HFEngine(tiny_model_dir)
+    learner = Learner(LearnerConfig(), tiny_model_dir, "float32", 1.0, seed=0)
+    batch = batch_from(engine, prompts, 1.0).with_advantages(np.full(len(prompts), np.nan))
+    before = {k: v.copy() for k, v in learner.state_numpy().items()}
+    stats = learner.update(batch)
+    assert stats["learner/skipped_steps"] == 2.0 and stats["learner/optimizer_steps"] == 0.0
+    assert all(np.array_equal(before[k], v) for k, v in learner.state_numpy().items())
+    learner.save(str(tmp_path / "good"))  # finite weights save
+    with torch.no_grad():
+        next(learner.model.parameters()).fill_(float("nan"))
+    with pytest.raises(ValueError, match="non-finite"):
+        learner.save(str(tmp_path / "bad"))
+    assert not (tmp_path / "bad").exists()
+
+
+def test_training_state_round_trip(tiny_model_dir, prompts, tmp_path):
+    engine = HFEngine(tiny_model_dir)
+    batch = batch_from(engine, prompts, 1.0).with_advantages(np.linspace(-1, 1, len(prompts)))
+    first = Learner(LearnerConfig(), tiny_model_dir, "float32", 1.0, seed=0)
+    first.update(batch)
+    first.save(str(tmp_path / "ckpt"))
+    second = Learner(LearnerConfig(), str(tmp_path / "ckpt"), "float32", 1.0, seed=0)
+    assert second.load_training_state(str(tmp_path / "ckpt")) == first.optimizer_steps
+    a, b = first.update(batch), second.update(batch)
+    assert a["loss/policy"] == pytest.approx(b["loss/policy"], rel=1e-6)
+    for name, value in first.state_numpy().items():
+        np.testing.assert_allclose(second.state_numpy()[name], value, atol=1e-7)
