@@ -11,6 +11,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 ALGORITHMS = ("grpo", "gigpo", "hgpo")
@@ -273,6 +274,12 @@ class TrainerConfig:
             ge={"iterations": 1, "checkpoint_every": 0},
             gt={"sync_timeout_s": 0, "rollout_timeout_s": 0},
         )
+        if self.resume not in ("auto", "never"):
+            _require(
+                (Path(self.resume).expanduser() / "trainer_state.json").is_file(),
+                f"trainer.resume must be auto, never or a complete checkpoint directory, got {self.resume!r} "
+                "(no trainer_state.json there)",
+            )
 
 
 @dataclass(frozen=True)

@@ -57,3 +57,10 @@ def test_cli_exits_2_before_anything_starts(tmp_path):
     assert "learner.lr must be > 0" in result.stderr
     assert not (tmp_path / "run").exists()
     assert "Ray" not in result.stderr + result.stdout
+
+
+def test_resume_path_must_be_a_complete_checkpoint(tmp_path):
+    with pytest.raises(ConfigError, match=r"trainer\.resume must be auto, never or a complete checkpoint"):
+        validate_overrides([f"trainer.resume={tmp_path}"])
+    (tmp_path / "trainer_state.json").write_text("{}")
+    assert validate_overrides([f"trainer.resume={tmp_path}"]).trainer.resume == str(tmp_path)
