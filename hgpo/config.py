@@ -215,7 +215,11 @@ class LearnerConfig:
     """Optimizer steps per epoch; each takes an equal share of the rows."""
     micro_batch_tokens: int = 16384
     """Token budget of one forward/backward pass (gradients accumulate across micro-batches)."""
+    num_ranks: int = 1
+    """Learner actors (torch.distributed ranks: gloo on CPU, NCCL on GPUs); each updates its share of
+    every mini-batch and gradients are all-reduced, so all ranks hold identical weights."""
     num_cpus: float = 1.0
+    """CPUs reserved per learner rank."""
     torch_threads: int = 2
 
     def __post_init__(self) -> None:
@@ -232,6 +236,7 @@ class LearnerConfig:
                 "micro_batch_tokens": 1,
                 "num_cpus": 0,
                 "torch_threads": 1,
+                "num_ranks": 1,
             },
         )
         _require(0.0 < self.clip_ratio < 1.0, f"learner.clip_ratio must be in (0, 1), got {self.clip_ratio}")
