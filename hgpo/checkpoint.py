@@ -14,14 +14,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import ray
-
 COMPLETE_MARKER = "trainer_state.json"
 _NAME = re.compile(r"^iter_(\d+)$")
 
 
 def save_checkpoint(
-    learner, run_dir: Path, iteration: int, trainer_state: dict[str, Any], config: dict[str, Any], timeout_s: float
+    learner, run_dir: Path, iteration: int, trainer_state: dict[str, Any], config: dict[str, Any]
 ) -> Path:
     """Save the policy, optimizer, RNG, trainer state and config of `iteration`; return the directory.
 
@@ -33,7 +31,7 @@ def save_checkpoint(
     tmp = root / f".iter_{iteration:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ray.get(learner.save.remote(str(tmp / "policy")), timeout=timeout_s)
+    learner.save(str(tmp / "policy"))
     (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
     (tmp / COMPLETE_MARKER).write_text(json.dumps({"iteration": iteration, **trainer_state}, indent=2))
     shutil.rmtree(final, ignore_errors=True)

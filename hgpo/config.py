@@ -209,6 +209,9 @@ class LearnerConfig:
     clip_ratio_c: float = 3.0
     """Dual-clip bound for negative advantages."""
     entropy_coef: float = 0.001
+    kl_coef: float = 0.0
+    """Weight of the low-variance (k3) KL to the frozen starting policy; the paper's recipes use 0.01.
+    0 disables it (and skips the reference model)."""
     max_grad_norm: float = 1.0
     ppo_epochs: int = 1
     num_minibatches: int = 2
@@ -231,6 +234,7 @@ class LearnerConfig:
                 "weight_decay": 0,
                 "warmup_steps": 0,
                 "entropy_coef": 0,
+                "kl_coef": 0,
                 "ppo_epochs": 1,
                 "num_minibatches": 1,
                 "micro_batch_tokens": 1,

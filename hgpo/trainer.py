@@ -13,7 +13,7 @@ from hgpo.advantages import discounted_returns, gigpo_advantages, grpo_advantage
 from hgpo.batch import StepBatch
 from hgpo.checkpoint import latest_checkpoint, read_trainer_state, save_checkpoint
 from hgpo.config import AlgorithmConfig, Config, EnvConfig, to_dict
-from hgpo.learner.worker import Learner
+from hgpo.learner.group import LearnerGroup
 from hgpo.rollout.loop import EpisodeSpec
 from hgpo.rollout.worker import RolloutWorker
 from hgpo.sync.object_store import push_weights
@@ -122,10 +122,10 @@ class Trainer:
         # A resumed learner loads the checkpoint's weights; workers start from the initial policy and
         # receive the learner's weights (with the checkpoint's version) through the normal sync.
         learner_path = str(resume_from / "policy") if resume_from else model_path
-        learner_actor = ray.remote(Learner).options(num_cpus=cfg.learner.num_cpus, max_concurrency=1)
-        self.learner = learner_actor.remote(
-            cfg.learner, learner_path, cfg.model.dtype, cfg.rollout.temperature, cfg.trainer.seed
-        )
+        self.learner = LearnerGroup(
+            cfg.learner, learner_path, cfg.model.dtype, cfg.rollout.temperature, cfg.trainer.seed,
+            timeout_s=cfg.trainer.sync_timeout_s,
+        )  # fmt: skip
         worker_actor = ray.remote(RolloutWorker).options(num_cpus=cfg.rollout.num_cpus_per_worker)
         self.worker_names = [f"rollout-{i}" for i in range(cfg.rollout.num_workers)]
         self.workers = [
@@ -134,7 +134,7 @@ class Trainer:
         self.version = 0
         self.start_iteration = state.get("iteration", -1) + 1
         if resume_from:
-            ray.get(self.learner.load_training_state.remote(learner_path), timeout=cfg.trainer.sync_timeout_s)
+            self.learner.load_training_state(learner_path)
             self.sync_weights(state["weight_version"])
             log.info("resumed from %s: next iteration %d", resume_from, self.start_iteration)
         self.tracker = Tracker(
@@ -185,7 +185,7 @@ class Trainer:
         return batch, rollout_metrics(batch, list(worker_stats)) | {"rollout/weight_version": float(self.version)}
 
     def update(self, batch: StepBatch) -> dict[str, float]:
-        return self._wait([self.learner.update.remote(batch)], self.cfg.trainer.rollout_timeout_s, "learner update")[0]
+        return self.learner.update(batch, self.cfg.trainer.rollout_timeout_s)
 
     def sync_weights(self, version: int) -> dict[str, float]:
         stats = push_weights(self.learner, self.workers, self.worker_names, version, self.cfg.trainer.sync_timeout_s)
@@ -200,9 +200,7 @@ class Trainer:
             "model_path": self.model_path,
             "wandb_id": self.tracker.wandb_id,
         }
-        path = save_checkpoint(
-            self.learner, self.run_dir, iteration, state, self.config_dict, self.cfg.trainer.sync_timeout_s
-        )
+        path = save_checkpoint(self.learner, self.run_dir, iteration, state, self.config_dict)
         log.info("checkpoint: %s", path)
         return path
 

@@ -12,10 +12,10 @@ import torch
 _BF16_SUFFIX = "::bf16"
 
 
-def state_to_numpy(model: torch.nn.Module) -> dict[str, np.ndarray]:
-    """Parameter and buffer name -> contiguous CPU array (tied weights are sent once per name)."""
+def tensors_to_numpy(tensors: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Name -> contiguous CPU array, e.g. of `model.state_dict()` (bfloat16 travels as int16 bits)."""
     state: dict[str, np.ndarray] = {}
-    for name, tensor in model.state_dict().items():
+    for name, tensor in tensors.items():
         tensor = tensor.detach().to("cpu").contiguous()
         if tensor.dtype == torch.bfloat16:
             state[name + _BF16_SUFFIX] = tensor.view(torch.int16).numpy()

@@ -40,3 +40,13 @@ def token_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the categorical distribution at each position: (B, T, V) -> (B, T)."""
     logp = torch.log_softmax(logits, dim=-1)
     return -(logp.exp() * logp).sum(-1)
+
+
+def low_var_kl(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(policy || reference), clamped to [-10, 10] for stability.
+
+    k3 = exp(ref - logp) - (ref - logp) - 1 (http://joschu.net/blog/kl-approx.html): unbiased and
+    never negative. Shapes: (B, T) -> (B, T).
+    """
+    log_ratio = ref_logprobs - logprobs
+    return torch.clamp(torch.exp(log_ratio) - log_ratio - 1.0, min=-10.0, max=10.0)

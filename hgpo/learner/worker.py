@@ -1,9 +1,17 @@
-"""Learner: owns the trainable policy and its optimizer (wrapped as a Ray actor by the trainer)."""
+"""Learner: one rank of the policy update (wrapped as a Ray actor by hgpo.learner.group).
+
+With one rank the model is a plain module; with several, ranks join a torch.distributed group (gloo on
+CPU, NCCL on GPUs) and shard the model with FSDP2. Every rank receives the whole StepBatch and runs
+its share of each mini-batch (hgpo.learner.plan); gradients are summed across ranks, so all ranks end
+each step with identical weights, equal to a one-rank update up to float summation order.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
+import resource
 import time
 from pathlib import Path
 
@@ -13,84 +21,102 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hgpo.batch import StepBatch
 from hgpo.config import LearnerConfig
-from hgpo.learner.loss import ppo_clip_loss, token_entropy
-from hgpo.weights import state_to_numpy
+from hgpo.learner import distributed
+from hgpo.learner.loss import low_var_kl, ppo_clip_loss, token_entropy
+from hgpo.learner.plan import rank_micro_batches, update_plan
+from hgpo.weights import tensors_to_numpy
 
 TRAINING_STATE = "optimizer.pt"
+STAT_KEYS = ("policy", "entropy", "approx_kl", "clip_frac", "kl")
 log = logging.getLogger(__name__)
-
-
-def micro_batches(lengths: np.ndarray, rows: np.ndarray, token_budget: int) -> list[np.ndarray]:
-    """Split `rows` into micro-batches whose padded size (rows x longest) stays within `token_budget`.
-
-    Rows are sorted by length first so that each micro-batch pads little; a row longer than the budget
-    gets a micro-batch of its own.
-    """
-    order = rows[np.argsort(lengths[rows], kind="stable")]
-    batches, current, longest = [], [], 0
-    for row in order:
-        longest_if_added = max(longest, int(lengths[row]))
-        if current and longest_if_added * (len(current) + 1) > token_budget:
-            batches.append(np.asarray(current))
-            current, longest_if_added = [], int(lengths[row])
-        current.append(row)
-        longest = longest_if_added
-    if current:
-        batches.append(np.asarray(current))
-    return batches
 
 
 class Learner:
     """PPO-clip updates on StepBatches; exports its weights as NumPy arrays for the generators."""
 
-    def __init__(self, cfg: LearnerConfig, model_path: str, dtype: str, temperature: float, seed: int):
+    def __init__(
+        self, cfg: LearnerConfig, model_path: str, dtype: str, temperature: float, seed: int,
+        rank: int = 0, world_size: int = 1,
+    ):  # fmt: skip
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(seed)
-        self.cfg = cfg
-        self.temperature = temperature
-        self.seed = seed
+        self.cfg, self.temperature, self.seed = cfg, temperature, seed
+        self.rank, self.world_size, self.sharded = rank, world_size, False
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.pad_token_id = self.tokenizer.pad_token_id or 0
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
         self.model.train()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warmup = cfg.warmup_steps
+        # The KL reference is the starting policy, frozen and unsharded (its forward needs no collective).
+        self.reference = None
+        if cfg.kl_coef > 0:
+            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
+            self.reference.requires_grad_(False)
+        self.optimizer_steps = 0
+        if world_size == 1:
+            self._build_optimizer()
+
+    def rendezvous_address(self) -> tuple[str, int]:
+        """Rank 0's address and a free port for the process group."""
+        return distributed.free_address()
+
+    def init_distributed(self, address: str, port: int, timeout_s: float) -> str:
+        """Join the process group, shard the model with FSDP2 and build the optimizer over the shards."""
+        backend = distributed.init_process_group(address, port, self.rank, self.world_size, timeout_s)
+        distributed.shard_model(self.model)
+        self.sharded = True
+        self._build_optimizer()
+        return backend
+
+    def _build_optimizer(self) -> None:
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        warmup = self.cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
         )
-        self.optimizer_steps = 0
 
     # -- forward ----------------------------------------------------------------------------------
-    def _forward(self, batch: StepBatch, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logprobs and entropy of every response token of `rows`, on a right-padded grid.
+    def _inputs(self, batch: StepBatch, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Right-padded (input_ids, attention_mask) and the response mask on the shifted grid (B, L-1).
 
-        Returns (logprobs, entropy, mask), each (B, L-1): position p holds the prediction of token p+1.
+        An empty `rows` gives one all-padding row with an empty mask: a forward that contributes
+        nothing, which a rank with no work still runs to take part in FSDP's collectives.
         """
-        prompts = [batch.prompt_ids[int(r)] for r in rows]
-        responses = [batch.response_ids[int(r)] for r in rows]
-        width = max(len(p) + len(r) for p, r in zip(prompts, responses))
-        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-        mask = torch.zeros((len(rows), width - 1), dtype=torch.float32)
-        for i, (p, r) in enumerate(zip(prompts, responses)):
+        pairs = [(batch.prompt_ids[int(r)], batch.response_ids[int(r)]) for r in rows] or [(np.zeros(2), [])]
+        width = max(len(p) + len(r) for p, r in pairs)
+        input_ids = torch.full((len(pairs), width), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(pairs), width), dtype=torch.long)
+        mask = torch.zeros((len(pairs), width - 1), dtype=torch.float32)
+        for i, (p, r) in enumerate(pairs):
+            if len(r) == 0:
+                continue
             input_ids[i, : len(p) + len(r)] = torch.from_numpy(np.concatenate([p, r]).astype(np.int64))
             attention_mask[i, : len(p) + len(r)] = 1
             mask[i, len(p) - 1 : len(p) + len(r) - 1] = 1.0
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-        logits = logits / self.temperature
+        return input_ids, attention_mask, mask
+
+    def _logprobs(self, model, input_ids, attention_mask, with_entropy: bool):
+        """(B, L-1) logprobs of the next tokens under temperature-scaled logits, and their entropy."""
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float() / self.temperature
         logprobs = torch.log_softmax(logits, dim=-1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        return logprobs, token_entropy(logits), mask
+        return logprobs, token_entropy(logits) if with_entropy else None
 
     @torch.no_grad()
-    def recompute_logprobs(self, batch: StepBatch, rows: np.ndarray) -> list[np.ndarray]:
-        """The current policy's logprob of every response token, one array per row of `rows`."""
+    def recompute_logprobs(self, batch: StepBatch, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Current and reference logprobs of every response token of `rows`, laid out like
+        batch.response_ids.values (zeros elsewhere). Ranks split the rows and sum their parts."""
         lengths = batch.prompt_ids.lengths + batch.response_ids.lengths
-        out: dict[int, np.ndarray] = {}
-        for mb in micro_batches(lengths, rows, self.cfg.micro_batch_tokens):
-            logprobs, _, mask = self._forward(batch, mb)
+        out = torch.zeros((2, batch.response_ids.values.size), dtype=torch.float64)
+        for mb in rank_micro_batches(lengths, rows, self.cfg.micro_batch_tokens, self.rank, self.world_size):
+            input_ids, attention_mask, mask = self._inputs(batch, mb)
+            current, _ = self._logprobs(self.model, input_ids, attention_mask, with_entropy=False)
+            ref = self._logprobs(self.reference, input_ids, attention_mask, False)[0] if self.reference else None
             for i, row in enumerate(mb):
-                out[int(row)] = logprobs[i][mask[i] > 0].numpy()
-        return [out[int(r)] for r in rows]
+                span = slice(batch.response_ids.offsets[row], batch.response_ids.offsets[row + 1])
+                out[0, span] = current[i][mask[i] > 0].double()
+                if ref is not None:
+                    out[1, span] = ref[i][mask[i] > 0].double()
+        out = distributed.all_reduce_sum(out, self.sharded).numpy()
+        return out[0], out[1] if self.reference is not None else None
 
     # -- update -----------------------------------------------------------------------------------
     def update(self, batch: StepBatch) -> dict[str, float]:
@@ -100,89 +126,112 @@ class Learner:
         rows = np.flatnonzero(~batch.traj_failed & (batch.response_ids.lengths > 0))
         if rows.size == 0:  # every trajectory failed: nothing to learn from, keep the weights
             return {"learner/skipped_steps": float(self.cfg.ppo_epochs * self.cfg.num_minibatches)}
-        old = self.recompute_logprobs(batch, rows)
-        old_by_row = dict(zip(rows.tolist(), old))
-        gap = np.abs(np.concatenate(old) - np.concatenate([batch.response_logprobs[int(r)] for r in rows]))
-        lengths = batch.prompt_ids.lengths + batch.response_ids.lengths
-        rng = np.random.default_rng([self.seed, self.optimizer_steps])
-        sums: dict[str, float] = {}
-        tokens = padded = 0
-        for _ in range(self.cfg.ppo_epochs):
-            for minibatch in np.array_split(rng.permutation(rows), self.cfg.num_minibatches):
-                if len(minibatch) == 0:
-                    continue
-                token_count = int(batch.response_ids.lengths[minibatch].sum())
-                self.optimizer.zero_grad(set_to_none=True)
-                step_stats: dict[str, float] = {}
-                for mb in micro_batches(lengths, minibatch, self.cfg.micro_batch_tokens):
-                    logprobs, entropy, mask = self._forward(batch, mb)
-                    old_grid = torch.zeros_like(logprobs)
-                    old_grid[mask > 0] = torch.from_numpy(np.concatenate([old_by_row[int(r)] for r in mb]))
-                    adv = torch.from_numpy(batch.advantages[mb].astype(np.float32)).unsqueeze(1)
-                    pg_loss, pg_stats = ppo_clip_loss(
-                        logprobs,
-                        old_grid,
-                        adv,
-                        mask,
-                        clip_ratio=self.cfg.clip_ratio,
-                        clip_ratio_c=self.cfg.clip_ratio_c,
-                        token_count=token_count,
-                    )
-                    entropy_mean = (entropy * mask).sum() / token_count
-                    (pg_loss - self.cfg.entropy_coef * entropy_mean).backward()
-                    for key, value in (("policy", pg_loss), ("entropy", entropy_mean), *pg_stats.items()):
-                        step_stats[key] = step_stats.get(key, 0.0) + value.item()
-                    tokens += int(lengths[mb].sum())
-                    padded += int(lengths[mb].max()) * len(mb)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm))
-                if math.isfinite(grad_norm):
-                    self.optimizer.step()
-                    self.scheduler.step()
-                    self.optimizer_steps += 1
-                else:  # a non-finite loss or gradient: skip this step, keep the weights
-                    log.warning("non-finite gradient norm %s: optimizer step skipped", grad_norm)
-                    step_stats["skipped_steps"] = 1.0
-                step_stats["grad_norm"] = grad_norm
-                for key, value in step_stats.items():
-                    sums[key] = sums.get(key, 0.0) + value
-                sums["steps"] = sums.get("steps", 0.0) + 1.0
-        steps = max(sums.pop("steps", 1.0), 1.0)
-        elapsed = time.perf_counter() - start
-        stats = {
-            f"loss/{k}": v / steps for k, v in sums.items() if k in ("policy", "entropy", "approx_kl", "clip_frac")
-        }
-        stats.update(
-            {
-                "learner/grad_norm": sums.get("grad_norm", 0.0) / steps,
-                "learner/skipped_steps": sums.get("skipped_steps", 0.0),
-                "learner/lr": self.scheduler.get_last_lr()[0],
-                "learner/logprob_gap_mean": float(gap.mean()) if gap.size else 0.0,
-                "learner/logprob_gap_max": float(gap.max()) if gap.size else 0.0,
-                "learner/padding_share": (padded - tokens) / max(tokens, 1),
-                "learner/optimizer_steps": float(self.optimizer_steps),
-                "perf/learner_tokens_per_s": tokens / max(elapsed, 1e-9),
-            }
+        old_flat, ref_flat = self.recompute_logprobs(batch, rows)
+        used = np.concatenate(
+            [np.arange(batch.response_ids.offsets[r], batch.response_ids.offsets[r + 1]) for r in rows]
         )
+        gap = np.abs(old_flat[used] - batch.response_logprobs.values[used])
+        lengths = batch.prompt_ids.lengths + batch.response_ids.lengths
+        plan = update_plan(
+            lengths, batch.response_ids.lengths, rows, epochs=self.cfg.ppo_epochs,
+            num_minibatches=self.cfg.num_minibatches, token_budget=self.cfg.micro_batch_tokens,
+            rank=self.rank, world_size=self.world_size, rng=np.random.default_rng([self.seed, self.optimizer_steps]),
+        )  # fmt: skip
+        sums = np.zeros(len(STAT_KEYS))
+        grad_norms, skipped, tokens, padded = [], 0, 0, 0
+        for minibatch in plan:
+            self.optimizer.zero_grad(set_to_none=True)
+            step = torch.zeros(len(STAT_KEYS), dtype=torch.float64)
+            for mb in minibatch.micro_batches:
+                step += self._accumulate(batch, mb, old_flat, ref_flat, minibatch.token_count)
+                tokens += int(lengths[mb].sum())
+                padded += int(lengths[mb].max()) * len(mb) if len(mb) else 0
+            sums += distributed.all_reduce_sum(step, self.sharded).numpy()
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+            grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+            if math.isfinite(grad_norm):
+                self.optimizer.step()
+                self.scheduler.step()
+                self.optimizer_steps += 1
+            else:  # a non-finite loss or gradient: skip this step, keep the weights
+                log.warning("non-finite gradient norm %s: optimizer step skipped", grad_norm)
+                skipped += 1
+            grad_norms.append(grad_norm)
+        steps = max(len(plan), 1)
+        stats = {f"loss/{k}": float(v) / steps for k, v in zip(STAT_KEYS, sums)}
+        stats.update({
+            "learner/grad_norm": float(np.mean(grad_norms)),
+            "learner/skipped_steps": float(skipped),
+            "learner/lr": self.scheduler.get_last_lr()[0],
+            "learner/logprob_gap_mean": float(gap.mean()),
+            "learner/logprob_gap_max": float(gap.max()),
+            "learner/padding_share": (padded - tokens) / max(tokens, 1),
+            "learner/optimizer_steps": float(self.optimizer_steps),
+            "learner/peak_memory_gb": _peak_memory_gb(),
+            "perf/learner_tokens_per_s": tokens * self.world_size / max(time.perf_counter() - start, 1e-9),
+        })  # fmt: skip
         return stats
+
+    def _accumulate(self, batch, rows, old_flat, ref_flat, token_count: int) -> torch.Tensor:
+        """Forward and backward of one micro-batch; returns its share of the STAT_KEYS sums."""
+        input_ids, attention_mask, mask = self._inputs(batch, rows)
+        logprobs, entropy = self._logprobs(self.model, input_ids, attention_mask, with_entropy=True)
+        on_grid = mask > 0
+        old, advantages = torch.zeros_like(logprobs), torch.zeros((len(logprobs), 1))  # empty: one dummy row
+        if len(rows):
+            flat = np.concatenate(
+                [np.arange(batch.response_ids.offsets[r], batch.response_ids.offsets[r + 1]) for r in rows]
+            )
+            old[on_grid] = torch.from_numpy(old_flat[flat]).float()
+            advantages = torch.from_numpy(batch.advantages[rows].astype(np.float32)).reshape(-1, 1)
+        pg_loss, pg_stats = ppo_clip_loss(
+            logprobs, old, advantages, mask, clip_ratio=self.cfg.clip_ratio, clip_ratio_c=self.cfg.clip_ratio_c,
+            token_count=token_count,
+        )  # fmt: skip
+        entropy_mean = (entropy * mask).sum() / token_count
+        loss = pg_loss - self.cfg.entropy_coef * entropy_mean
+        kl = torch.zeros(())
+        if ref_flat is not None:
+            ref = torch.zeros_like(logprobs)
+            if len(rows):
+                ref[on_grid] = torch.from_numpy(ref_flat[flat]).float()
+            kl = (low_var_kl(logprobs, ref) * mask).sum() / token_count
+            loss = loss + self.cfg.kl_coef * kl
+        # The loss is a share of the all-rank token mean; FSDP averages gradients, so undo its division.
+        (loss * self.world_size if self.sharded else loss).backward()
+        values = (pg_loss, entropy_mean, pg_stats["approx_kl"], pg_stats["clip_frac"], kl)
+        return torch.tensor([float(v.detach()) for v in values], dtype=torch.float64)
 
     # -- weights ----------------------------------------------------------------------------------
     def state_numpy(self) -> dict[str, np.ndarray]:
-        return state_to_numpy(self.model)
+        """Full weights as NumPy arrays (on rank 0; other ranks take part in the gather and return {})."""
+        state = distributed.full_state_dict(self.model, self.sharded)
+        return tensors_to_numpy(state) if self.rank == 0 else {}
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the full weights as this rank sees them (every rank must call when sharded)."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(distributed.full_state_dict(self.model, self.sharded, on_every_rank=True).items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
 
     def save(self, path: str) -> list[str]:
-        """Write a Hugging Face directory (safetensors) plus optimizer, scheduler and RNG state.
-
-        Refuses (ValueError) to save non-finite weights, so a broken state never becomes a checkpoint.
-        """
-        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        """Write a Hugging Face directory (safetensors) plus optimizer, scheduler and RNG state (rank 0 writes;
+        every rank must call). Refuses (ValueError) non-finite weights, so a broken state is never saved."""
+        state = distributed.full_state_dict(self.model, self.sharded)
+        optimizer_state = distributed.full_optimizer_state(self.model, self.optimizer, self.sharded)
+        if self.rank != 0:
+            return []
+        bad = [name for name, tensor in state.items() if not torch.isfinite(tensor).all()]
         if bad:
             raise ValueError(f"refusing to checkpoint non-finite weights: {bad[:3]}")
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out, safe_serialization=True)
+        self.model.save_pretrained(out, state_dict=state, safe_serialization=True)
         self.tokenizer.save_pretrained(out)
         training_state = {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "scheduler": self.scheduler.state_dict(),
             "optimizer_steps": self.optimizer_steps,
             "torch_rng": torch.get_rng_state(),
@@ -194,8 +243,14 @@ class Learner:
         """Restore what `save` wrote besides the weights (which come from the constructor's model_path):
         optimizer, scheduler, step counter and RNG. Returns the optimizer step count."""
         state = torch.load(Path(path) / TRAINING_STATE, weights_only=True)
-        self.optimizer.load_state_dict(state["optimizer"])
+        distributed.load_optimizer_state(self.model, self.optimizer, state["optimizer"], self.sharded)
         self.scheduler.load_state_dict(state["scheduler"])
         self.optimizer_steps = int(state["optimizer_steps"])
         torch.set_rng_state(state["torch_rng"])
         return self.optimizer_steps
+
+
+def _peak_memory_gb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB

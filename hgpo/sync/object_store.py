@@ -7,16 +7,21 @@ from collections.abc import Sequence
 
 import ray
 
+from hgpo.learner.group import LearnerGroup
 
-def push_weights(learner, workers: Sequence, names: Sequence[str], version: int, timeout_s: float) -> dict[str, float]:
+
+def push_weights(
+    learner: LearnerGroup, workers: Sequence, names: Sequence[str], version: int, timeout_s: float
+) -> dict[str, float]:
     """Send the learner's current weights to every worker as `version` and wait for each to hold it.
 
-    `learner` and `workers` are Ray actor handles (Learner, RolloutWorker). Raises TimeoutError naming
-    the workers that did not answer within `timeout_s`, and RuntimeError if one reports another version.
+    `workers` are RolloutWorker actor handles. Raises TimeoutError naming the workers (or learner ranks)
+    that did not answer within `timeout_s`, and RuntimeError if a worker reports another version.
     """
     start = time.perf_counter()
-    state_ref = learner.state_numpy.remote()  # stays in the object store; workers map it without copies
+    state_ref, gather_refs = learner.export_weights()  # stays in the object store; workers map it
     acks = [w.load_weights.remote(state_ref, version) for w in workers]
+    learner.wait(gather_refs, f"weight export v{version}", timeout_s)
     done, pending = ray.wait(acks, num_returns=len(acks), timeout=timeout_s)
     if pending:
         stuck = [names[i] for i, ack in enumerate(acks) if ack in pending]

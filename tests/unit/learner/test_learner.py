@@ -3,31 +3,16 @@
 import numpy as np
 import pytest
 import torch
+from step_batches import batch_from_prompts
 
-from hgpo.batch import Ragged, StepBatch
+from hgpo.batch import StepBatch
 from hgpo.config import LearnerConfig
 from hgpo.learner.worker import Learner
-from hgpo.rollout.engines import SamplingParams
 from hgpo.rollout.engines.hf import HFEngine
 
 
 def batch_from(engine, prompts, temperature, seed=0):
-    gens = engine.generate(prompts, SamplingParams(max_tokens=10, temperature=temperature), seed=seed)
-    n = len(prompts)
-    return StepBatch(
-        group_ids=np.zeros(n, np.int64),
-        traj_ids=np.arange(n),
-        step_ids=np.zeros(n, np.int64),
-        state_keys=np.zeros(n, np.uint64),
-        action_keys=np.zeros(n, np.uint64),
-        rewards=np.zeros(n),
-        invalid=np.zeros(n, bool),
-        traj_won=np.zeros(n, bool),
-        traj_failed=np.zeros(n, bool),
-        prompt_ids=Ragged.from_rows(prompts, np.int32),
-        response_ids=Ragged.from_rows([g.token_ids for g in gens], np.int32),
-        response_logprobs=Ragged.from_rows([g.logprobs for g in gens], np.float32),
-    )
+    return batch_from_prompts(engine, prompts, temperature, seed)
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +26,9 @@ def test_learner_logprobs_match_engine(tiny_model_dir, prompts, temperature):
     engine = HFEngine(tiny_model_dir)
     learner = Learner(LearnerConfig(micro_batch_tokens=64), tiny_model_dir, "float32", temperature, seed=0)
     batch = batch_from(engine, prompts, temperature)
-    recomputed = learner.recompute_logprobs(batch, np.arange(len(batch)))
-    for row, lp in enumerate(recomputed):
-        np.testing.assert_allclose(lp, batch.response_logprobs[row], atol=2e-5)
+    recomputed, reference = learner.recompute_logprobs(batch, np.arange(len(batch)))
+    assert reference is None  # learner.kl_coef = 0: no reference model
+    np.testing.assert_allclose(recomputed, batch.response_logprobs.values, atol=2e-5)
 
 
 def test_update_moves_weights_and_sync_reproduces_them(tiny_model_dir, prompts):
@@ -68,10 +53,10 @@ def test_positive_advantage_raises_likelihood(tiny_model_dir, prompts):
     learner = Learner(LearnerConfig(lr=5e-3, num_minibatches=1, entropy_coef=0.0), tiny_model_dir, "float32", 1.0, 0)
     batch = batch_from(engine, prompts, 1.0).with_advantages(np.ones(len(prompts)))
     rows = np.arange(len(batch))
-    before = np.concatenate(learner.recompute_logprobs(batch, rows)).sum()
+    before = learner.recompute_logprobs(batch, rows)[0].sum()
     for _ in range(3):
         learner.update(batch)
-    assert np.concatenate(learner.recompute_logprobs(batch, rows)).sum() > before
+    assert learner.recompute_logprobs(batch, rows)[0].sum() > before
 
 
 def test_failed_trajectories_are_left_out(tiny_model_dir, prompts):
@@ -112,3 +97,15 @@ def test_training_state_round_trip(tiny_model_dir, prompts, tmp_path):
     assert a["loss/policy"] == pytest.approx(b["loss/policy"], rel=1e-6)
     for name, value in first.state_numpy().items():
         np.testing.assert_allclose(second.state_numpy()[name], value, atol=1e-7)
+
+
+def test_kl_to_reference_is_zero_at_start_and_grows(tiny_model_dir, prompts):
+    engine = HFEngine(tiny_model_dir)
+    cfg = LearnerConfig(lr=1e-2, kl_coef=0.01, num_minibatches=1)
+    learner = Learner(cfg, tiny_model_dir, "float32", 1.0, seed=0)
+    batch = batch_from(engine, prompts, 1.0).with_advantages(np.linspace(-1, 1, len(prompts)))
+    first = learner.update(batch)
+    assert first["loss/kl"] < 1e-9  # the first step starts at the reference
+    for _ in range(3):
+        last = learner.update(batch)
+    assert last["loss/kl"] > 1e-5

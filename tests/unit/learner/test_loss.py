@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hgpo.learner.loss import ppo_clip_loss, token_entropy
-from hgpo.learner.worker import micro_batches
+from hgpo.learner.plan import micro_batches
 
 
 def loss_of(ratio: float, adv: float, clip=0.2, clip_c=3.0) -> float:

@@ -1,0 +1,80 @@
+"""torch.distributed for the learner ranks: process group, FSDP2 sharding, full state dicts.
+
+The same code runs gloo on CPU (so the test suite exercises it) and NCCL on GPUs.
+"""
+
+from __future__ import annotations
+
+import socket
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+from torch.distributed.fsdp import FSDPModule, fully_shard
+
+FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def free_address() -> tuple[str, int]:
+    """This node's IP and a free TCP port, for rank 0 to host the rendezvous."""
+    ip = socket.gethostbyname(socket.gethostname())
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return ip, s.getsockname()[1]
+
+
+def init_process_group(address: str, port: int, rank: int, world_size: int, timeout_s: float) -> str:
+    """Join the learners' process group (NCCL when CUDA is available, else gloo); return the backend."""
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(
+        backend, init_method=f"tcp://{address}:{port}", rank=rank, world_size=world_size,
+        timeout=timedelta(seconds=timeout_s),
+    )  # fmt: skip
+    return backend
+
+
+def shard_model(model: torch.nn.Module) -> None:
+    """FSDP2: shard every decoder layer, then the root. FSDP averages gradients over ranks; the learner
+    multiplies its loss by the world size to turn that into the sum it needs (gloo has no PREMUL_SUM,
+    so a divide factor of 1 is not an option on CPU)."""
+    for module in model.modules():
+        if type(module).__name__.endswith("DecoderLayer"):
+            fully_shard(module)
+    fully_shard(model)
+    assert isinstance(model, FSDPModule)
+
+
+def full_state_dict(model: torch.nn.Module, sharded: bool, on_every_rank: bool = False) -> dict[str, torch.Tensor]:
+    """Unsharded weights. When sharded every rank must call; the result is complete on rank 0 only
+    (moved to CPU), or on every rank (where they live) with on_every_rank."""
+    if not sharded:
+        return model.state_dict()
+    if on_every_rank:
+        return {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in model.state_dict().items()}
+    return get_model_state_dict(model, options=FULL_ON_CPU)
+
+
+def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sharded: bool) -> dict:
+    """Unsharded optimizer state (every rank must call when sharded; complete on rank 0)."""
+    if not sharded:
+        return optimizer.state_dict()
+    return get_optimizer_state_dict(model, optimizer, options=FULL_ON_CPU)
+
+
+def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict, sharded: bool) -> None:
+    if not sharded:
+        optimizer.load_state_dict(state)
+        return
+    set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+
+
+def all_reduce_sum(values: torch.Tensor, sharded: bool) -> torch.Tensor:
+    if sharded:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
