@@ -6,11 +6,24 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from envs.alfworld import AlfWorldEnv
 from envs.base import TextEnv
 from envs.keyroom import KeyRoomEnv
+from envs.scienceworld import ScienceWorldEnv
+from envs.sokoban import SokobanEnv
+from envs.textworld import TextWorldEnv
+from envs.textworld_express import TextWorldExpressEnv
+from envs.webshop import WebShopEnv
 
+# Modules here import only the standard library; optional packages load inside the constructors.
 ENVIRONMENTS: dict[str, Callable[..., TextEnv]] = {
     "keyroom": KeyRoomEnv,
+    "sokoban": SokobanEnv,
+    "textworld": TextWorldEnv,
+    "textworld_express": TextWorldExpressEnv,
+    "scienceworld": ScienceWorldEnv,
+    "alfworld": AlfWorldEnv,
+    "webshop": WebShopEnv,
 }
 
 
