@@ -26,6 +26,13 @@ def _require(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _check_custom_resources(resources: dict[str, float], key: str, own_keys: str) -> None:
+    """Custom Ray resources: amounts >= 0; CPU and GPU have their own keys (Ray refuses them in `resources`)."""
+    for name, amount in resources.items():
+        _require(name not in ("CPU", "GPU"), f"{key}.{name}: set CPUs and GPUs with {own_keys}, not here")
+        _require(amount >= 0, f"{key}.{name} must be >= 0, got {amount}")
+
+
 def _check_bounds(obj: Any, section: str, *, ge: dict[str, float] | None = None, gt: dict[str, float] | None = None):
     """Raise ConfigError naming `section.field` for the first field below its bound (ge: >=, gt: >)."""
     for name, low in (ge or {}).items():
@@ -173,6 +180,14 @@ class RolloutConfig:
     max_prompt_tokens: int = 2048
     """A turn whose prompt is longer fails its trajectory instead of running out of memory."""
     num_cpus_per_worker: float = 0.5
+    num_gpus_per_worker: float = 0.0
+    """GPUs reserved per worker; a fraction lets workers share a GPU."""
+    resources_per_worker: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources each worker needs, e.g. {rollout_slot: 1} to use only the nodes started with
+    `ray start --resources='{"rollout_slot": N}'` (at most N workers each)."""
+    placement: Literal["spread", "pack"] = "spread"
+    """How workers are spread over nodes: spread (Ray SPREAD: one per node first, best effort) or pack
+    (as few nodes as possible)."""
     torch_threads: int = 1
 
     def __post_init__(self) -> None:
@@ -186,9 +201,15 @@ class RolloutConfig:
                 "max_response_tokens": 1,
                 "max_prompt_tokens": 1,
                 "num_cpus_per_worker": 0,
+                "num_gpus_per_worker": 0,
                 "torch_threads": 1,
             },
             gt={"temperature": 0},
+        )
+        _check_custom_resources(
+            self.resources_per_worker,
+            "rollout.resources_per_worker",
+            "rollout.num_cpus_per_worker and rollout.num_gpus_per_worker",
         )
         _require(
             self.group_size >= 2,
@@ -224,6 +245,10 @@ class LearnerConfig:
     every mini-batch and gradients are all-reduced, so all ranks hold identical weights."""
     num_cpus: float = 1.0
     """CPUs reserved per learner rank."""
+    num_gpus_per_rank: float = 0.0
+    """GPUs reserved per learner rank. Ranks are always packed onto as few nodes as possible."""
+    resources_per_rank: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources each learner rank needs (see rollout.resources_per_worker)."""
     torch_threads: int = 2
 
     def __post_init__(self) -> None:
@@ -240,9 +265,13 @@ class LearnerConfig:
                 "num_minibatches": 1,
                 "micro_batch_tokens": 1,
                 "num_cpus": 0,
+                "num_gpus_per_rank": 0,
                 "torch_threads": 1,
                 "num_ranks": 1,
             },
+        )
+        _check_custom_resources(
+            self.resources_per_rank, "learner.resources_per_rank", "learner.num_cpus and learner.num_gpus_per_rank"
         )
         _require(0.0 < self.clip_ratio < 1.0, f"learner.clip_ratio must be in (0, 1), got {self.clip_ratio}")
 
@@ -276,13 +305,18 @@ class TrainerConfig:
     """null starts a local Ray; 'auto' or host:port joins a cluster."""
     ray_num_cpus: int | None = None
     """CPUs of a local Ray (null: all of this machine's)."""
+    placement_timeout_s: float = 60.0
+    """How long to wait for the placement groups once the preflight found the cluster big enough; a
+    request the cluster can never hold fails at once (hgpo/placement.py)."""
+    dry_run: bool = False
+    """Print the resolved config and the placement plan, then exit without starting Ray (or `--dry-run`)."""
 
     def __post_init__(self) -> None:
         _check_bounds(
             self,
             "trainer",
             ge={"iterations": 1, "checkpoint_every": 0},
-            gt={"sync_timeout_s": 0, "rollout_timeout_s": 0},
+            gt={"sync_timeout_s": 0, "rollout_timeout_s": 0, "placement_timeout_s": 0},
         )
         if self.resume not in ("auto", "never"):
             _require(
@@ -290,6 +324,20 @@ class TrainerConfig:
                 f"trainer.resume must be auto, never or a complete checkpoint directory, got {self.resume!r} "
                 "(no trainer_state.json there)",
             )
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """How new weights reach the generators after every update."""
+
+    strategy: Literal["object_store", "collective"] = "object_store"
+    """object_store: Ray's object store (any device, across nodes); collective: broadcast from learner
+    rank 0 to every generator (NCCL on GPUs, gloo on CPU), in buckets."""
+    bucket_mb: float = 64.0
+    """Collective only: bytes per broadcast call."""
+
+    def __post_init__(self) -> None:
+        _check_bounds(self, "sync", gt={"bucket_mb": 0})
 
 
 @dataclass(frozen=True)
@@ -301,6 +349,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -363,7 +412,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path} must be a mapping, got {type(value).__name__}: {value!r}")
-        return dict(value)
+        value_type = (typing.get_args(tp) or (str, Any))[1]
+        if value_type is Any:
+            return dict(value)
+        return {k: _convert(value_type, v, f"{path}.{k}") for k, v in value.items()}
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool):

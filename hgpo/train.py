@@ -16,7 +16,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from hgpo.config import Config, ConfigError, load_config
+from hgpo.config import Config, ConfigError, load_config, to_dict
 
 log = logging.getLogger("hgpo")
 EXIT_BAD_CONFIG = 2
@@ -39,12 +39,18 @@ def validate_overrides(overrides: list[str]) -> Config:
 def main() -> None:
     """Console script. Plain runs are validated before Hydra starts; flags (--help, --cfg, -m) go to Hydra."""
     args = sys.argv[1:]
+    if "--dry-run" in args:  # Hydra refuses flags it does not know: pass ours on as an override
+        args = [a for a in args if a != "--dry-run"] + ["trainer.dry_run=true"]
+        sys.argv[1:] = args
     if not any(a.startswith("-") for a in args):
         try:
-            validate_overrides(args)
+            cfg = validate_overrides(args)
         except ConfigError as err:
             print(f"hgpo-train: invalid config: {err}", file=sys.stderr)
             sys.exit(EXIT_BAD_CONFIG)
+        if cfg.trainer.dry_run:  # before Hydra, which would create a run directory
+            print_dry_run(cfg)
+            return
     hydra_main()
 
 
@@ -55,7 +61,21 @@ def hydra_main(dcfg: DictConfig) -> None:
     except ConfigError as err:
         print(f"hgpo-train: invalid config: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)
+    if cfg.trainer.dry_run:
+        print_dry_run(cfg)
+        return
     run(cfg, Path(HydraConfig.get().runtime.output_dir))
+
+
+def print_dry_run(cfg: Config) -> None:
+    """The resolved config (YAML) and the placement plan; starts nothing."""
+    from omegaconf import OmegaConf
+
+    from hgpo.placement import build_plan, format_plan
+
+    print(OmegaConf.to_yaml(to_dict(cfg)), flush=True)
+    print(f"placement plan (wait up to trainer.placement_timeout_s={cfg.trainer.placement_timeout_s:g}s):")
+    print(format_plan(build_plan(cfg)), flush=True)
 
 
 def run(cfg: Config, run_dir: Path) -> list[dict[str, float]]:

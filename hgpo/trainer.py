@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ from hgpo.batch import StepBatch
 from hgpo.checkpoint import latest_checkpoint, read_trainer_state, save_checkpoint
 from hgpo.config import AlgorithmConfig, Config, EnvConfig, to_dict
 from hgpo.learner.group import LearnerGroup
+from hgpo.placement import Placement, build_plan
 from hgpo.rollout.loop import EpisodeSpec
 from hgpo.rollout.worker import RolloutWorker
-from hgpo.sync.object_store import push_weights
+from hgpo.sync.base import make_weight_sync
 from hgpo.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -122,15 +124,22 @@ class Trainer:
         # A resumed learner loads the checkpoint's weights; workers start from the initial policy and
         # receive the learner's weights (with the checkpoint's version) through the normal sync.
         learner_path = str(resume_from / "policy") if resume_from else model_path
+        self.placement = Placement.create(build_plan(cfg), cfg.trainer.placement_timeout_s)
         self.learner = LearnerGroup(
             cfg.learner, learner_path, cfg.model.dtype, cfg.rollout.temperature, cfg.trainer.seed,
-            timeout_s=cfg.trainer.sync_timeout_s,
+            timeout_s=cfg.trainer.sync_timeout_s, actor_options=partial(self.placement.options, "learner"),
         )  # fmt: skip
-        worker_actor = ray.remote(RolloutWorker).options(num_cpus=cfg.rollout.num_cpus_per_worker)
+        worker_actor = ray.remote(RolloutWorker)
         self.worker_names = [f"rollout-{i}" for i in range(cfg.rollout.num_workers)]
         self.workers = [
-            worker_actor.remote(cfg.env, cfg.rollout, model_path, cfg.model.dtype, name) for name in self.worker_names
+            worker_actor.options(
+                num_cpus=cfg.rollout.num_cpus_per_worker, **self.placement.options("rollout", i)
+            ).remote(cfg.env, cfg.rollout, model_path, cfg.model.dtype, name)
+            for i, name in enumerate(self.worker_names)
         ]
+        self.weight_sync = make_weight_sync(
+            cfg.sync, self.learner, self.workers, self.worker_names, cfg.trainer.sync_timeout_s
+        )
         self.version = 0
         self.start_iteration = state.get("iteration", -1) + 1
         if resume_from:
@@ -188,7 +197,7 @@ class Trainer:
         return self.learner.update(batch, self.cfg.trainer.rollout_timeout_s)
 
     def sync_weights(self, version: int) -> dict[str, float]:
-        stats = push_weights(self.learner, self.workers, self.worker_names, version, self.cfg.trainer.sync_timeout_s)
+        stats = self.weight_sync.push(version)
         self.version = version
         return stats
 
@@ -234,6 +243,7 @@ class Trainer:
                     self.checkpoint(it)
         finally:
             self.tracker.close()
+            self.placement.remove()
         return self.tracker.history
 
     def worker_versions(self) -> dict[str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Mapping
 
@@ -13,19 +14,29 @@ _BF16_SUFFIX = "::bf16"
 
 
 def tensors_to_numpy(tensors: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Name -> contiguous CPU array, e.g. of `model.state_dict()` (bfloat16 travels as int16 bits)."""
+    """Name -> contiguous CPU array, e.g. of `model.state_dict()` (bfloat16 travels as int16 bits).
+
+    Names that share one storage (tied embeddings) map to the same array object, which Ray's pickling
+    then sends once.
+    """
     state: dict[str, np.ndarray] = {}
+    shared: dict[tuple[int, torch.dtype, tuple[int, ...]], np.ndarray] = {}
     for name, tensor in tensors.items():
         tensor = tensor.detach().to("cpu").contiguous()
-        if tensor.dtype == torch.bfloat16:
-            state[name + _BF16_SUFFIX] = tensor.view(torch.int16).numpy()
-        else:
-            state[name] = tensor.numpy()
+        key = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape))
+        if key not in shared:
+            shared[key] = tensor.view(torch.int16).numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
+        state[name + (_BF16_SUFFIX if tensor.dtype == torch.bfloat16 else "")] = shared[key]
     return state
 
 
-def load_numpy_state(model: torch.nn.Module, state: Mapping[str, np.ndarray]) -> int:
-    """Copy `state` into `model` in place (every key must match); return the number of bytes copied."""
+def load_state(model: torch.nn.Module, state: Mapping[str, np.ndarray | torch.Tensor], zero_copy: bool = False) -> int:
+    """Install `state` (arrays or tensors) in `model`; every key must match. Returns the bytes installed.
+
+    zero_copy rebinds each parameter to the given memory instead of copying into it: for inference
+    engines reading a read-only object-store buffer or a received broadcast bucket, which then stays
+    alive as long as the model uses it. Never for a model that is trained in place.
+    """
     own = model.state_dict()
     names = {k.removesuffix(_BF16_SUFFIX) for k in state}
     if names != set(own):
@@ -34,10 +45,28 @@ def load_numpy_state(model: torch.nn.Module, state: Mapping[str, np.ndarray]) ->
     nbytes = 0
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        for key, array in state.items():
-            tensor = torch.from_numpy(array)
+        for key, value in state.items():
+            tensor = torch.from_numpy(value) if isinstance(value, np.ndarray) else value
             if key.endswith(_BF16_SUFFIX):
                 key, tensor = key.removesuffix(_BF16_SUFFIX), tensor.view(torch.bfloat16)
-            own[key].copy_(tensor)
-            nbytes += array.nbytes
+            if zero_copy:
+                _tensor_at(model, key).data = tensor
+            else:
+                own[key].copy_(tensor)
+            nbytes += tensor.numel() * tensor.element_size()
     return nbytes
+
+
+def _tensor_at(model: torch.nn.Module, name: str) -> torch.Tensor:
+    module_name, _, leaf = name.rpartition(".")
+    module = model.get_submodule(module_name)
+    return module._parameters[leaf] if leaf in module._parameters else module._buffers[leaf]
+
+
+def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over names and raw bytes of `state`: equal digests mean bit-identical weights."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -8,7 +8,6 @@ each step with identical weights, equal to a one-rank update up to float summati
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import resource
@@ -24,7 +23,8 @@ from hgpo.config import LearnerConfig
 from hgpo.learner import distributed
 from hgpo.learner.loss import low_var_kl, ppo_clip_loss, token_entropy
 from hgpo.learner.plan import rank_micro_batches, update_plan
-from hgpo.weights import tensors_to_numpy
+from hgpo.sync.broadcast import BroadcastGroup, Layout, layout_of
+from hgpo.weights import tensors_to_numpy, weights_digest
 
 TRAINING_STATE = "optimizer.pt"
 STAT_KEYS = ("policy", "entropy", "approx_kl", "clip_frac", "kl")
@@ -208,13 +208,24 @@ class Learner:
         state = distributed.full_state_dict(self.model, self.sharded)
         return tensors_to_numpy(state) if self.rank == 0 else {}
 
+    def weight_layout(self) -> Layout:
+        """Names, full shapes and dtypes of the weights, in the order the broadcast sends them."""
+        return layout_of(self.model.state_dict())
+
+    def join_broadcast(self, address: str, port: int, world_size: int, timeout_s: float) -> None:
+        """Rank 0 becomes the sender (rank 0) of the generators' broadcast group."""
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.broadcast = BroadcastGroup(address, port, 0, world_size, timeout_s, device)
+        self.layout = self.weight_layout()
+
+    def broadcast_weights(self, version: int, bucket_bytes: int) -> int:
+        """Gather the full weights (every rank must call) and broadcast them from rank 0; return bytes sent."""
+        state = distributed.full_state_dict(self.model, self.sharded)
+        return self.broadcast.send(state, self.layout, version, bucket_bytes) if self.rank == 0 else 0
+
     def weights_digest(self) -> str:
         """SHA-256 of the full weights as this rank sees them (every rank must call when sharded)."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(distributed.full_state_dict(self.model, self.sharded, on_every_rank=True).items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
-        return digest.hexdigest()
+        return weights_digest(distributed.full_state_dict(self.model, self.sharded, on_every_rank=True))
 
     def save(self, path: str) -> list[str]:
         """Write a Hugging Face directory (safetensors) plus optimizer, scheduler and RNG state (rank 0 writes;

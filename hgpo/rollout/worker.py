@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 
 import numpy as np
+import torch
 from transformers import AutoTokenizer
 
 from envs import make_env
@@ -13,6 +14,8 @@ from hgpo.batch import StepBatch
 from hgpo.config import EnvConfig, RolloutConfig
 from hgpo.rollout.engines import SamplingParams, make_engine
 from hgpo.rollout.loop import EpisodeSpec, run_episodes
+from hgpo.sync.broadcast import BroadcastGroup, Layout
+from hgpo.weights import weights_digest
 
 
 class RolloutWorker:
@@ -51,11 +54,25 @@ class RolloutWorker:
         stats["rollout/weight_version"] = float(self.version)
         return batch, stats
 
-    def load_weights(self, state: Mapping[str, np.ndarray], version: int) -> int:
+    def load_weights(self, state: Mapping[str, np.ndarray | torch.Tensor], version: int) -> int:
         """Install a new weight version; return the version now held."""
         self.engine.load_weights(state, version)
         self.version = version
         return self.version
+
+    def join_broadcast(
+        self, address: str, port: int, rank: int, world_size: int, timeout_s: float, layout: Layout
+    ) -> None:
+        """Become receiver `rank` of the learner's weight broadcast (collective sync)."""
+        self.broadcast, self.layout = BroadcastGroup(address, port, rank, world_size, timeout_s), layout
+
+    def receive_weights(self, version: int, bucket_bytes: int) -> int:
+        """Receive one broadcast and install it; return the version now held."""
+        return self.load_weights(self.broadcast.receive(self.layout, version, bucket_bytes), version)
+
+    def weights_digest(self) -> str:
+        """SHA-256 of the engine's weights (transformers engine), to check a sync bit for bit."""
+        return weights_digest(self.engine.model.state_dict())
 
     def get_version(self) -> int:
         return self.version

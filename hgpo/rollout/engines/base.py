@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+import torch
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,6 @@ class Engine(Protocol):
         """Generate one response per prompt; outputs come back in input order."""
         ...
 
-    def load_weights(self, state: Mapping[str, np.ndarray], version: int) -> None:
-        """Replace the model's weights with `state` (parameter name -> array) and record `version`."""
+    def load_weights(self, state: Mapping[str, np.ndarray | torch.Tensor], version: int) -> None:
+        """Replace the model's weights with `state` (name -> array or tensor) and record `version`."""
         ...

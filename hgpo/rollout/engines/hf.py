@@ -9,7 +9,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hgpo.rollout.engines.base import Generation, SamplingParams
-from hgpo.weights import load_numpy_state
+from hgpo.weights import load_state
 
 
 class HFEngine:
@@ -60,6 +60,6 @@ class HFEngine:
             )
         return results
 
-    def load_weights(self, state: Mapping[str, np.ndarray], version: int) -> None:
-        load_numpy_state(self.model, state)
+    def load_weights(self, state: Mapping[str, np.ndarray | torch.Tensor], version: int) -> None:
+        load_state(self.model, state, zero_copy=True)  # inference only: use the received memory as is
         self.version = version

@@ -1,0 +1,137 @@
+"""Benchmark weight sync: seconds per push for each strategy, beside a plain in-memory copy of the same bytes.
+
+Real actors on a local Ray: one learner rank and two rollout workers (transformers engine), for the
+default tiny model and for a ~135M Llama shaped like SmolLM2-135M (random weights, built offline).
+The floor is one `copy_` of every weight into a preallocated tensor in this process: what moving the
+bytes once costs on this machine. A sync must at least copy the bytes into each generator's model, so
+on one machine with two generators its best case is about 2x the floor, in parallel on two cores.
+
+    .venv/bin/python bench/sync.py             # tiny and 135M
+    .venv/bin/python bench/sync.py --quick     # tiny only
+
+Prints a table and writes bench/results/sync-cpu-<commit>.json (config, machine, per case mean/std/min/max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+
+import ray
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from hgpo.config import EnvConfig, LearnerConfig, RolloutConfig, TinyModelConfig
+from hgpo.learner.group import LearnerGroup
+from hgpo.rollout.worker import RolloutWorker
+from hgpo.sync.collective import CollectiveSync
+from hgpo.sync.object_store import ObjectStoreSync
+from hgpo.tiny_model import build_model, build_tokenizer
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NAMES = ["rollout-0", "rollout-1"]
+SMOLLM2_135M = dict(
+    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, max_position_embeddings=2048
+)
+
+
+def make_model_dir(root: pathlib.Path, name: str, shape: dict, vocab_size: int | None) -> str:
+    """A saved Llama of the given shape with the tiny word-level tokenizer (the vocabulary is padded)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_tokenizer(["take open red blue key door room"])
+    if vocab_size is None:
+        model = build_model(TinyModelConfig(**shape), tokenizer, seed=0)
+    else:
+        config = LlamaConfig(vocab_size=vocab_size, num_key_value_heads=3, tie_word_embeddings=True, **shape)
+        model = LlamaForCausalLM(config)
+    path = root / name
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def copy_floor(model_dir: str, repeats: int) -> tuple[list[float], int]:
+    """Seconds of one in-process copy of every distinct weight tensor, and the bytes copied."""
+    from transformers import AutoModelForCausalLM
+
+    state = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
+    unique = {v.data_ptr(): v for v in state.values()}  # tied embeddings once, as the sync sends them
+    state = {str(ptr): v for ptr, v in unique.items()}
+    targets = {k: torch.zeros_like(v) for k, v in state.items()}  # zeros: pages touched before timing
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for k, v in state.items():
+            targets[k].copy_(v)
+        times.append(time.perf_counter() - start)
+    return times, sum(v.numel() * v.element_size() for v in state.values())
+
+
+def time_strategy(strategy: str, model_dir: str, repeats: int) -> list[float]:
+    learner = LearnerGroup(
+        LearnerConfig(num_cpus=0, torch_threads=1), model_dir, "float32", 1.0, seed=0, timeout_s=600
+    )
+    worker = ray.remote(RolloutWorker).options(num_cpus=0)
+    workers = [worker.remote(EnvConfig(), RolloutConfig(), model_dir, "float32", n) for n in NAMES]
+    if strategy == "collective":
+        sync = CollectiveSync(learner, workers, NAMES, timeout_s=600, bucket_bytes=64 << 20)
+    else:
+        sync = ObjectStoreSync(learner, workers, NAMES, timeout_s=600)
+    sync.push(1)  # warm-up: first transfer, allocations
+    times = [sync.push(version)["time/sync_s"] for version in range(2, repeats + 2)]
+    for actor in [*learner.actors, *workers]:
+        ray.kill(actor)
+    return times
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values), "max": max(values)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny model only")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {"tiny": make_model_dir(pathlib.Path(tmp), "tiny", {}, None)}
+        if not args.quick:
+            models["135M"] = make_model_dir(pathlib.Path(tmp), "135m", SMOLLM2_135M, 49152)
+        for model, path in models.items():
+            floor, nbytes = copy_floor(path, args.repeats)
+            rows.append({"model": model, "case": "in-memory copy (floor)", "bytes": nbytes, **summary(floor)})
+            for strategy in ("object_store", "collective"):
+                times = time_strategy(strategy, path, args.repeats)
+                rows.append({"model": model, "case": strategy, "bytes": nbytes, **summary(times),
+                             "ratio_to_floor": statistics.fmean(times) / statistics.fmean(floor)})  # fmt: skip
+    ray.shutdown()
+    table = Table(title="weight sync, 1 learner rank -> 2 rollout workers, CPU, one machine")
+    for column in ("model", "case", "MB", "mean ms", "min ms", "x floor"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        ratio = f"{r['ratio_to_floor']:.1f}" if "ratio_to_floor" in r else "1.0"
+        table.add_row(r["model"], r["case"], f"{r['bytes'] / 2**20:.1f}", f"{r['mean'] * 1e3:.1f}",
+                      f"{r['min'] * 1e3:.1f}", ratio)  # fmt: skip
+    Console().print(table)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    out = ROOT / "bench" / "results" / f"sync-cpu-{commit.stdout.strip() or 'nocommit'}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
+               "ray": ray.__version__, "cpus": 2}  # fmt: skip
+    out.write_text(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine,
+                               "repeats": args.repeats, "results": rows}, indent=2))  # fmt: skip
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""Where the actors run: a placement plan from the config, a preflight against the cluster, placement groups.
+
+`build_plan` and `find_shortfalls` are pure (no Ray import), so `hgpo-train --dry-run` and the unit tests
+use them without a cluster. `Placement.create` is the Ray part: it checks the plan against the cluster
+before asking for anything (lessons.md, item 9), creates one placement group per role, waits for them
+with a timeout, and hands each actor the options that put it into its bundle.
+
+Learner ranks are packed (PACK: as few nodes as possible, so gradients all-reduce over the fastest
+links); rollout workers are spread (SPREAD: one per node first, best effort) or packed, as
+`rollout.placement` says.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from hgpo.config import Config
+
+log = logging.getLogger(__name__)
+
+STRATEGIES = {"spread": "SPREAD", "pack": "PACK"}
+EPS = 1e-9  # resource amounts are floats; Ray itself counts in units of 1e-4
+
+
+@dataclass(frozen=True)
+class RolePlan:
+    """`count` actors of one role, each needing `resources` on a single node (one bundle each)."""
+
+    role: str
+    """learner or rollout; the placement group is named hgpo-<role>."""
+    count: int
+    resources: dict[str, float]
+    """Per actor, zero amounts left out: {"CPU": 0.5, "GPU": 1.0, "rollout_slot": 1.0}."""
+    strategy: str
+    """Ray placement-group strategy: PACK or SPREAD."""
+    count_key: str
+    """Config key of `count`, for error messages."""
+    resource_keys: dict[str, str]
+    """Config key of each resource in `resources`, for error messages."""
+
+    @property
+    def name(self) -> str:
+        return f"hgpo-{self.role}"
+
+
+def _role(
+    role: str,
+    count: int,
+    strategy: str,
+    count_key: str,
+    amounts: dict[str, float],
+    keys: dict[str, str],
+    custom_key: str,
+) -> RolePlan:
+    """RolePlan with zero amounts left out; resources without a key of their own are custom ones."""
+    resources = {name: float(amount) for name, amount in amounts.items() if amount > 0}
+    resource_keys = {name: keys.get(name, f"{custom_key}.{name}") for name in resources}
+    return RolePlan(role, count, resources, strategy, count_key, resource_keys)
+
+
+def build_plan(cfg: Config) -> tuple[RolePlan, RolePlan]:
+    """The learner and rollout roles: how many actors, what each needs, how they are placed."""
+    learner, rollout = cfg.learner, cfg.rollout
+    return (
+        _role(
+            "learner",
+            learner.num_ranks,
+            "PACK",
+            "learner.num_ranks",
+            {"CPU": learner.num_cpus, "GPU": learner.num_gpus_per_rank, **learner.resources_per_rank},
+            {"CPU": "learner.num_cpus", "GPU": "learner.num_gpus_per_rank"},
+            "learner.resources_per_rank",
+        ),
+        _role(
+            "rollout",
+            rollout.num_workers,
+            STRATEGIES[rollout.placement],
+            "rollout.num_workers",
+            {"CPU": rollout.num_cpus_per_worker, "GPU": rollout.num_gpus_per_worker, **rollout.resources_per_worker},
+            {"CPU": "rollout.num_cpus_per_worker", "GPU": "rollout.num_gpus_per_worker"},
+            "rollout.resources_per_worker",
+        ),
+    )
+
+
+def format_resources(resources: Mapping[str, float]) -> str:
+    return "{" + ", ".join(f"{name}: {amount:g}" for name, amount in resources.items()) + "}"
+
+
+def format_plan(plan: Sequence[RolePlan]) -> str:
+    """A table: one row per role (actors, per-actor resources, strategy), then the total."""
+    rows = [("role", "actors", "per actor", "strategy", "placement group")]
+    total: dict[str, float] = {}
+    for r in plan:
+        group = (r.name, r.strategy) if r.resources else ("none (needs no resources)", "-")
+        rows.append((r.role, str(r.count), format_resources(r.resources), group[1], group[0]))
+        for name, amount in r.resources.items():
+            total[name] = total.get(name, 0.0) + r.count * amount
+    rows.append(("total", "", format_resources(total), "", ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def find_shortfalls(
+    plan: Sequence[RolePlan], cluster: Mapping[str, float], nodes: Mapping[str, Mapping[str, float]]
+) -> list[str]:
+    """What the cluster lacks for `plan`, one line per problem; [] when it can hold the plan.
+
+    `cluster` holds the total of each resource (ray.cluster_resources()), `nodes` each alive node's
+    resources by a readable label (ray.nodes()). Each role is checked alone, then the roles together,
+    then whether one actor's bundle fits on some single node.
+    """
+    problems = []
+    for r in plan:
+        for name, amount in r.resources.items():
+            need, have = r.count * amount, cluster.get(name, 0.0)
+            if need > have + EPS:
+                problems.append(
+                    f"{r.role} needs {r.count} x {{{name}: {amount:g}}} = {need:g} {name}, cluster has {have:g} "
+                    f"{name}; lower {r.count_key} or {r.resource_keys[name]}"
+                )
+    if problems:
+        return problems
+    for name in sorted({name for r in plan for name in r.resources}):
+        users = [r for r in plan if name in r.resources]
+        need, have = sum(r.count * r.resources[name] for r in users), cluster.get(name, 0.0)
+        if len(users) > 1 and need > have + EPS:
+            parts = " + ".join(f"{r.role} {r.count} x {r.resources[name]:g}" for r in users)
+            keys = ", ".join(k for r in users for k in (r.count_key, r.resource_keys[name]))
+            problems.append(f"together the roles need {need:g} {name} ({parts}), cluster has {have:g}; lower {keys}")
+    for r in plan:
+        if r.resources and not any(_fits(r.resources, node) for node in nodes.values()):
+            short = [
+                n
+                for n, amount in r.resources.items()
+                if max((v.get(n, 0.0) for v in nodes.values()), default=0) < amount
+            ] or list(r.resources)  # each exists somewhere, but never all on one node
+            offered = "; ".join(
+                f"{label} {format_resources({n: res.get(n, 0.0) for n in r.resources})}" for label, res in nodes.items()
+            )
+            problems.append(
+                f"one {r.role} actor needs {format_resources(r.resources)} on a single node, but no node has that "
+                f"({offered}); lower {' or '.join(r.resource_keys[n] for n in short)}"
+            )
+    return problems
+
+
+def _fits(bundle: Mapping[str, float], node: Mapping[str, float]) -> bool:
+    return all(node.get(name, 0.0) + EPS >= amount for name, amount in bundle.items())
+
+
+class Placement:
+    """The job's placement groups (one per role that needs resources) and the actor options they give."""
+
+    def __init__(self, plan: Sequence[RolePlan], groups: dict[str, Any]):
+        self.roles = {r.role: r for r in plan}
+        self.groups = groups
+
+    @classmethod
+    def create(cls, plan: Sequence[RolePlan], timeout_s: float) -> Placement:
+        """Check `plan` against the cluster, then create its placement groups and wait for them.
+
+        Raises RuntimeError naming what is missing when the cluster can never hold the plan (nothing is
+        created), and TimeoutError naming the placement groups still pending after `timeout_s` (their
+        resources exist but are taken or scattered); the groups are removed before either error.
+        """
+        import ray
+        from ray.util.placement_group import placement_group
+
+        nodes = {
+            f"node {n['NodeID'][:8]} ({n['NodeManagerAddress']})": n["Resources"] for n in ray.nodes() if n["Alive"]
+        }
+        problems = find_shortfalls(plan, ray.cluster_resources(), nodes)
+        if problems:
+            raise RuntimeError(
+                "placement: the cluster cannot hold this job, nothing was started:\n  " + "\n  ".join(problems)
+            )
+        roles = [r for r in plan if r.resources]
+        groups = {
+            r.role: placement_group([dict(r.resources)] * r.count, strategy=r.strategy, name=r.name) for r in roles
+        }
+        placement = cls(plan, groups)
+        ready = [placement.groups[r.role].ready() for r in roles]
+        _, pending = ray.wait(ready, num_returns=len(ready), timeout=timeout_s) if ready else ([], [])
+        if pending:
+            placement.remove()
+            stuck = [
+                f"{r.name} ({r.count} x {format_resources(r.resources)}, {r.strategy})"
+                for r, ref in zip(roles, ready)
+                if ref in pending
+            ]
+            raise TimeoutError(
+                f"placement: {', '.join(stuck)} not ready after {timeout_s}s (trainer.placement_timeout_s); the "
+                "cluster has these resources in total, but they are held by other jobs or no node has them free; "
+                "see `ray status`"
+            )
+        for r in roles:
+            nodes_by_bundle = ray.util.placement_group_table(placement.groups[r.role])["bundles_to_node_id"]
+            log.info("%s ready: bundles on nodes %s", r.name, [nodes_by_bundle[i][:8] for i in range(r.count)])
+        return placement
+
+    def options(self, role: str, index: int) -> dict[str, Any]:
+        """Ray options that put actor `index` of `role` (e.g. learner rank r) into its bundle.
+
+        GPUs, custom resources and the scheduling strategy; the caller sets num_cpus from the same
+        config key the bundle was sized with (rollout.num_cpus_per_worker, learner.num_cpus).
+        """
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        r = self.roles[role]
+        if not 0 <= index < r.count:
+            raise IndexError(f"{role} actor {index}: the plan has {r.count} ({r.count_key})")
+        custom = {name: amount for name, amount in r.resources.items() if name not in ("CPU", "GPU")}
+        options: dict[str, Any] = {"num_gpus": r.resources.get("GPU", 0.0), "resources": custom}
+        if role in self.groups:
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(
+                self.groups[role], placement_group_bundle_index=index
+            )
+        return options
+
+    def remove(self) -> None:
+        """Give the placement groups back (their actors end with them)."""
+        from ray.util.placement_group import remove_placement_group
+
+        for group in self.groups.values():
+            remove_placement_group(group)
+        self.groups = {}
