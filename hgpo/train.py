@@ -85,6 +85,7 @@ def run(cfg: Config, run_dir: Path) -> list[dict[str, float]]:
         os.environ.setdefault(key, value)
     import ray
 
+    from hgpo.placement import Placement, build_plan
     from hgpo.trainer import Trainer
     from hgpo.warm_start import prepare_policy
 
@@ -93,7 +94,6 @@ def run(cfg: Config, run_dir: Path) -> list[dict[str, float]]:
     run_name = cfg.tracking.run_name or (
         f"{cfg.env.name}-{cfg.algorithm.name}-s{cfg.trainer.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
-    model_path = prepare_policy(cfg)
     started_ray = not ray.is_initialized()
     if started_ray:
         # Token auth stays on (Ray's default); the dashboard stays off unless the cluster already runs one.
@@ -105,7 +105,10 @@ def run(cfg: Config, run_dir: Path) -> list[dict[str, float]]:
             log_to_driver=True,
         )
     try:
-        trainer = Trainer(cfg, run_dir, run_name, model_path)
+        # Placement first: an impossible request fails before minutes of warm start, not after.
+        placement = Placement.create(build_plan(cfg), cfg.trainer.placement_timeout_s)
+        model_path = prepare_policy(cfg)
+        trainer = Trainer(cfg, run_dir, run_name, model_path, placement)
         history = trainer.run()
     finally:
         if started_ray:

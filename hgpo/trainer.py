@@ -15,7 +15,7 @@ from hgpo.batch import StepBatch
 from hgpo.checkpoint import latest_checkpoint, read_trainer_state, save_checkpoint
 from hgpo.config import AlgorithmConfig, Config, EnvConfig, to_dict
 from hgpo.learner.group import LearnerGroup
-from hgpo.placement import Placement, build_plan
+from hgpo.placement import Placement
 from hgpo.rollout.loop import EpisodeSpec
 from hgpo.rollout.worker import RolloutWorker
 from hgpo.sync.base import make_weight_sync
@@ -114,7 +114,8 @@ def rollout_metrics(batch: StepBatch, worker_stats: list[dict[str, float]]) -> d
 class Trainer:
     """Owns the actors, the iteration counter and the phase timers; `run()` is the whole job."""
 
-    def __init__(self, cfg: Config, run_dir: Path, run_name: str, model_path: str):
+    def __init__(self, cfg: Config, run_dir: Path, run_name: str, model_path: str, placement: Placement):
+        """`placement` holds the placement groups the actors go into (hgpo.placement.Placement.create)."""
         self.cfg = cfg
         self.run_dir = run_dir
         self.model_path = model_path
@@ -124,7 +125,7 @@ class Trainer:
         # A resumed learner loads the checkpoint's weights; workers start from the initial policy and
         # receive the learner's weights (with the checkpoint's version) through the normal sync.
         learner_path = str(resume_from / "policy") if resume_from else model_path
-        self.placement = Placement.create(build_plan(cfg), cfg.trainer.placement_timeout_s)
+        self.placement = placement
         self.learner = LearnerGroup(
             cfg.learner, learner_path, cfg.model.dtype, cfg.rollout.temperature, cfg.trainer.seed,
             timeout_s=cfg.trainer.sync_timeout_s, actor_options=partial(self.placement.options, "learner"),
