@@ -94,6 +94,10 @@ def run(cfg: Config, run_dir: Path) -> list[dict[str, float]]:
     run_name = cfg.tracking.run_name or (
         f"{cfg.env.name}-{cfg.algorithm.name}-s{cfg.trainer.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     )
+    # The policy is prepared before Ray starts: building it after the placement groups (so an impossible
+    # request would fail sooner) made `ray job submit` runs flaky, because Ray may re-extract the job's
+    # working_dir while actors start, and torch's lazy imports then find the driver's cwd gone.
+    model_path = prepare_policy(cfg)
     started_ray = not ray.is_initialized()
     if started_ray:
         # Token auth stays on (Ray's default); the dashboard stays off unless the cluster already runs one.
@@ -105,9 +109,7 @@ def run(cfg: Config, run_dir: Path) -> list[dict[str, float]]:
             log_to_driver=True,
         )
     try:
-        # Placement first: an impossible request fails before minutes of warm start, not after.
         placement = Placement.create(build_plan(cfg), cfg.trainer.placement_timeout_s)
-        model_path = prepare_policy(cfg)
         trainer = Trainer(cfg, run_dir, run_name, model_path, placement)
         history = trainer.run()
     finally:
