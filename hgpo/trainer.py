@@ -18,7 +18,7 @@ from hgpo.learner.group import LearnerGroup
 from hgpo.placement import Placement
 from hgpo.rollout.loop import EpisodeSpec
 from hgpo.rollout.worker import RolloutWorker
-from hgpo.sync.base import make_weight_sync
+from hgpo.sync.base import make_weight_sync, wait_for_workers
 from hgpo.tracking import Tracker
 
 log = logging.getLogger(__name__)
@@ -180,7 +180,8 @@ class Trainer:
             w.rollout.remote(s, seed=group_seed(self.cfg.trainer.seed, iteration, 10_000 + i))
             for i, (w, s) in enumerate(zip(self.workers, specs))
         ]
-        results = self._wait(refs, self.cfg.trainer.rollout_timeout_s, f"rollout of iteration {iteration}")
+        what = f"rollout of iteration {iteration} (trainer.rollout_timeout_s)"
+        results = wait_for_workers(refs, self.worker_names, what, self.cfg.trainer.rollout_timeout_s)
         batches, worker_stats = zip(*results)
         stale = {
             n: s["rollout/weight_version"]
@@ -248,13 +249,6 @@ class Trainer:
         return self.tracker.history
 
     def worker_versions(self) -> dict[str, int]:
-        versions = self._wait(
-            [w.get_version.remote() for w in self.workers], self.cfg.trainer.sync_timeout_s, "version query"
-        )
+        refs = [w.get_version.remote() for w in self.workers]
+        versions = wait_for_workers(refs, self.worker_names, "version query", self.cfg.trainer.sync_timeout_s)
         return dict(zip(self.worker_names, versions))
-
-    def _wait(self, refs: list, timeout_s: float, what: str) -> list:
-        done, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-        if pending:
-            raise TimeoutError(f"{what}: {len(pending)} of {len(refs)} actor calls unfinished after {timeout_s}s")
-        return ray.get(refs)

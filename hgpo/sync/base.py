@@ -19,13 +19,11 @@ class WeightSync(Protocol):
 
 
 def wait_for_workers(refs: list, names: Sequence[str], what: str, timeout_s: float) -> list:
-    """ray.get with a timeout that names the generators that did not answer."""
+    """ray.get with a timeout that names the actors (rollout workers) that did not answer."""
     _, pending = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
     if pending:
         stuck = [names[i] for i, ref in enumerate(refs) if ref in pending]
-        raise TimeoutError(
-            f"{what}: no answer from {stuck} after {timeout_s}s (trainer.sync_timeout_s); check those workers' logs"
-        )
+        raise TimeoutError(f"{what}: no answer from {stuck} after {timeout_s}s; check those workers' logs")
     return ray.get(refs, timeout=timeout_s)
 
 

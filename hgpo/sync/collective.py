@@ -34,9 +34,8 @@ class CollectiveSync:
         start = time.perf_counter()
         sends = [a.broadcast_weights.remote(version, self.bucket_bytes) for a in self.learner.actors]
         acks = [w.receive_weights.remote(version, self.bucket_bytes) for w in self.workers]
-        check_versions(
-            wait_for_workers(acks, self.names, f"weight broadcast v{version}", self.timeout_s), self.names, version
-        )
+        what = f"weight broadcast v{version} (trainer.sync_timeout_s)"
+        check_versions(wait_for_workers(acks, self.names, what, self.timeout_s), self.names, version)
         bytes_sent = self.learner.wait(sends, f"weight broadcast v{version}", self.timeout_s)[0]
         return {
             "sync/version": float(version),

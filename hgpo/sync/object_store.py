@@ -20,7 +20,6 @@ class ObjectStoreSync:
         state_ref, gather_refs = self.learner.export_weights()  # stays in the object store
         acks = [w.load_weights.remote(state_ref, version) for w in self.workers]
         self.learner.wait(gather_refs, f"weight export v{version}", self.timeout_s)
-        check_versions(
-            wait_for_workers(acks, self.names, f"weight sync v{version}", self.timeout_s), self.names, version
-        )
+        what = f"weight sync v{version} (trainer.sync_timeout_s)"
+        check_versions(wait_for_workers(acks, self.names, what, self.timeout_s), self.names, version)
         return {"sync/version": float(version), "time/sync_s": time.perf_counter() - start}
