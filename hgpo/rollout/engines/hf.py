@@ -56,7 +56,11 @@ class HFEngine:
             finished = self.eos_token_id in ids
             stop = ids.index(self.eos_token_id) + 1 if finished else len(ids)
             results.append(
-                Generation(token_ids=ids[:stop], logprobs=token_logprobs[row, :stop].tolist(), finished=finished)
+                Generation(
+                    token_ids=ids[:stop],
+                    logprobs=token_logprobs[row, :stop].tolist(),
+                    finish_reason="eos" if finished else "length",
+                )
             )
         return results
 
