@@ -248,6 +248,27 @@ class RolloutConfig:
 
 
 @dataclass(frozen=True)
+class LoRAConfig:
+    """LoRA through peft: only the adapter trains, and only the adapter travels to the generators, which merge
+    it into their base weights (docs/training.md#lora)."""
+
+    rank: int = 0
+    """Adapter rank r; 0 trains every weight (no LoRA)."""
+    alpha: float = 32.0
+    """The update is (alpha / rank) * B @ A; a fixed alpha keeps the best learning rate nearly rank-independent."""
+    target_modules: tuple[str, ...] = ()
+    """Names (or name suffixes) of the linear layers to adapt, e.g. [q_proj, v_proj]; empty: every linear
+    layer of the decoder blocks (peft's all-linear; never the LM head)."""
+
+    def __post_init__(self) -> None:
+        _check_bounds(self, "learner.lora", ge={"rank": 0}, gt={"alpha": 0})
+        _require(
+            all(name.strip() for name in self.target_modules),
+            f"learner.lora.target_modules must hold module names, got {list(self.target_modules)}",
+        )
+
+
+@dataclass(frozen=True)
 class LearnerConfig:
     """Policy update: PPO-clip with dual clip, token-mean loss, AdamW."""
 
@@ -279,6 +300,7 @@ class LearnerConfig:
     resources_per_rank: dict[str, float] = field(default_factory=dict)
     """Custom Ray resources each learner rank needs (see rollout.resources_per_worker)."""
     torch_threads: int = 2
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
     def __post_init__(self) -> None:
         _check_bounds(
@@ -330,6 +352,9 @@ class TrainerConfig:
     sync_timeout_s: float = 120.0
     """A weight transfer that takes longer fails with the name of the stuck worker."""
     rollout_timeout_s: float = 600.0
+    max_worker_restarts: int = 3
+    """Times Ray restarts a rollout worker whose process died; the driver then re-sends it the current
+    weights and re-issues its groups (nothing lost, nothing counted twice)."""
     ray_address: str | None = None
     """null starts a local Ray; 'auto' or host:port joins a cluster."""
     ray_num_cpus: int | None = None
@@ -344,7 +369,7 @@ class TrainerConfig:
         _check_bounds(
             self,
             "trainer",
-            ge={"iterations": 1, "checkpoint_every": 0},
+            ge={"iterations": 1, "checkpoint_every": 0, "max_worker_restarts": 0},
             gt={"sync_timeout_s": 0, "rollout_timeout_s": 0, "placement_timeout_s": 0},
         )
         if self.resume not in ("auto", "never"):

@@ -90,22 +90,37 @@ def estimate_advantages(batch: StepBatch, algo: AlgorithmConfig, env: EnvConfig)
     return advantages, metrics
 
 
-def rollout_metrics(batch: StepBatch, worker_stats: list[dict[str, float]]) -> dict[str, float]:
-    """Success, returns, turns, validity and token counts of one iteration's rollout."""
-    trajectories = sum(s["rollout/trajectories"] for s in worker_stats)
-    _, traj_index, turns = np.unique(batch.traj_ids, return_inverse=True, return_counts=True)
+def rollout_metrics(batch: StepBatch, worker_stats: list[dict[str, float]], wall_s: float) -> dict[str, float]:
+    """Success, returns, turns, validity, budgets, failures and throughput of one iteration's rollout."""
+
+    def total(key: str) -> float:
+        return sum(s[key] for s in worker_stats)
+
+    trajectories, turns = total("rollout/trajectories"), max(total("rollout/turns"), 1.0)
+    _, traj_index, traj_turns = np.unique(batch.traj_ids, return_inverse=True, return_counts=True)
     response_tokens = batch.response_ids.lengths
+    prompt_tokens = total("rollout/prompt_tokens")
     return {
-        "rollout/success_rate": sum(s["rollout/won_trajectories"] for s in worker_stats) / trajectories,
-        "rollout/failed_rate": sum(s["rollout/failed_trajectories"] for s in worker_stats) / trajectories,
+        "rollout/success_rate": total("rollout/won_trajectories") / trajectories,
+        "rollout/failed_rate": total("rollout/failed_trajectories") / trajectories,
+        "rollout/timed_out_trajectories": total("rollout/timed_out_trajectories"),
         "rollout/return_mean": float(np.bincount(traj_index, weights=batch.rewards).mean()) if len(batch) else 0.0,
-        "rollout/turns_mean": float(turns.mean()) if len(batch) else 0.0,
+        "rollout/turns_mean": float(traj_turns.mean()) if len(batch) else 0.0,
         "rollout/invalid_rate": float(batch.invalid.mean()) if len(batch) else 0.0,
+        "rollout/trimmed_rate": total("rollout/trimmed_turns") / turns,
+        "rollout/truncated_rate": total("rollout/truncated_turns") / turns,
+        "rollout/prompt_padding_frac": (total("rollout/padded_prompt_tokens") - prompt_tokens) / max(prompt_tokens, 1),
         "rollout/rows": float(len(batch)),
+        "rollout/env_steps": total("rollout/env_steps"),
         "rollout/prompt_tokens_max": float(batch.prompt_ids.lengths.max()) if len(batch) else 0.0,
         "rollout/prompt_tokens_mean": float(batch.prompt_ids.lengths.mean()) if len(batch) else 0.0,
         "rollout/response_tokens_mean": float(response_tokens.mean()) if len(batch) else 0.0,
         "rollout/generated_tokens": float(response_tokens.sum()),
+        "rollout/generate_share": total("rollout/generate_s") / max(total("rollout/worker_s"), 1e-9),
+        "rollout/env_share": total("rollout/env_s") / max(total("rollout/worker_s"), 1e-9),
+        "rollout/worker_idle_share": 1.0 - total("rollout/worker_s") / max(len(worker_stats) * wall_s, 1e-9),
+        "perf/env_steps_per_s": total("rollout/env_steps") / wall_s,
+        "perf/rollout_tokens_per_s": float(response_tokens.sum()) / wall_s,
         "time/generate_s": max(s["rollout/generate_s"] for s in worker_stats),
         "time/env_s": max(s["rollout/env_s"] for s in worker_stats),
     }
@@ -134,7 +149,9 @@ class Trainer:
         self.worker_names = [f"rollout-{i}" for i in range(cfg.rollout.num_workers)]
         self.workers = [
             worker_actor.options(
-                num_cpus=cfg.rollout.num_cpus_per_worker, **self.placement.options("rollout", i)
+                num_cpus=cfg.rollout.num_cpus_per_worker,
+                max_restarts=cfg.trainer.max_worker_restarts,
+                **self.placement.options("rollout", i),
             ).remote(cfg.env, cfg.rollout, model_path, cfg.model.dtype, name)
             for i, name in enumerate(self.worker_names)
         ]
@@ -142,6 +159,7 @@ class Trainer:
             cfg.sync, self.learner, self.workers, self.worker_names, cfg.trainer.sync_timeout_s
         )
         self.version = 0
+        self.worker_restarts = 0  # over the whole run, bounded by trainer.max_worker_restarts
         self.start_iteration = state.get("iteration", -1) + 1
         if resume_from:
             self.learner.load_training_state(learner_path)
@@ -167,22 +185,40 @@ class Trainer:
 
     # -- phases -----------------------------------------------------------------------------------
     def rollout(self, iteration: int) -> tuple[StepBatch, dict[str, float]]:
-        """Split the groups across workers (a group never straddles two) and collect their StepBatches."""
-        cfg = self.cfg.rollout
+        """Split the groups across workers (a group never straddles two) and collect their StepBatches.
+
+        A worker whose process dies is restarted by Ray; it then receives the current weights and
+        replays its own groups from the start with the same seeds. Its lost partial work never
+        returned, so no step is lost or counted twice."""
+        start = time.perf_counter()
+        cfg, tcfg = self.cfg.rollout, self.cfg.trainer
         specs: list[list[EpisodeSpec]] = [[] for _ in self.workers]
         for group in range(cfg.num_groups):
-            seed = group_seed(self.cfg.trainer.seed, iteration, group)
+            seed = group_seed(tcfg.seed, iteration, group)
             specs[group % len(self.workers)] += [
                 EpisodeSpec(group_id=group, traj_id=group * cfg.group_size + j, seed=seed)
                 for j in range(cfg.group_size)
             ]
-        refs = [
-            w.rollout.remote(s, seed=group_seed(self.cfg.trainer.seed, iteration, 10_000 + i))
-            for i, (w, s) in enumerate(zip(self.workers, specs))
-        ]
-        what = f"rollout of iteration {iteration} (trainer.rollout_timeout_s)"
-        results = wait_for_workers(refs, self.worker_names, what, self.cfg.trainer.rollout_timeout_s)
-        batches, worker_stats = zip(*results)
+        seeds = [group_seed(tcfg.seed, iteration, 10_000 + i) for i in range(len(self.workers))]
+        pending = {i: w.rollout.remote(specs[i], seed=seeds[i]) for i, w in enumerate(self.workers)}
+        results: dict[int, tuple[StepBatch, dict[str, float]]] = {}
+        deadline = start + tcfg.rollout_timeout_s
+        while pending:
+            refs = list(pending.values())
+            ready, _ = ray.wait(refs, num_returns=1, timeout=max(deadline - time.perf_counter(), 0.0))
+            if not ready:
+                stuck = [self.worker_names[i] for i in pending]
+                raise TimeoutError(
+                    f"rollout of iteration {iteration}: no answer from {stuck} after {tcfg.rollout_timeout_s}s "
+                    "(trainer.rollout_timeout_s); check those workers' logs"
+                )
+            i = next(i for i, ref in pending.items() if ref == ready[0])
+            try:
+                results[i] = ray.get(ready[0], timeout=tcfg.sync_timeout_s)
+                del pending[i]
+            except ray.exceptions.RayActorError as err:
+                pending[i] = self._restart_worker(i, iteration, err, specs[i], seeds[i])
+        batches, worker_stats = zip(*(results[i] for i in range(len(self.workers))))
         stale = {
             n: s["rollout/weight_version"]
             for n, s in zip(self.worker_names, worker_stats)
@@ -193,7 +229,41 @@ class Trainer:
                 f"iteration {iteration}: workers rolled out stale weights {stale}, expected v{self.version}"
             )
         batch = StepBatch.concat(batches)
-        return batch, rollout_metrics(batch, list(worker_stats)) | {"rollout/weight_version": float(self.version)}
+        metrics = rollout_metrics(batch, list(worker_stats), time.perf_counter() - start)
+        return batch, metrics | {
+            "rollout/weight_version": float(self.version),
+            "rollout/worker_restarts": float(self.worker_restarts),
+        }
+
+    def _wait_until_alive(self, i: int) -> None:
+        """Poll worker `i` until Ray has restarted it (calls fail with ActorUnavailableError meanwhile)."""
+        deadline = time.perf_counter() + self.cfg.trainer.sync_timeout_s
+        while True:
+            try:
+                ray.get(self.workers[i].get_version.remote(), timeout=self.cfg.trainer.sync_timeout_s)
+                return
+            except ray.exceptions.ActorUnavailableError:
+                if time.perf_counter() > deadline:
+                    raise TimeoutError(
+                        f"{self.worker_names[i]} did not come back within trainer.sync_timeout_s="
+                        f"{self.cfg.trainer.sync_timeout_s}s after Ray restarted it"
+                    ) from None
+                time.sleep(0.2)
+
+    def _restart_worker(self, i: int, iteration: int, err: Exception, specs: list[EpisodeSpec], seed: int):
+        """Wait for Ray to restart worker `i`, bring it to the current weights, re-issue its groups."""
+        self.worker_restarts += 1
+        name = self.worker_names[i]
+        if self.worker_restarts > self.cfg.trainer.max_worker_restarts:
+            raise RuntimeError(
+                f"rollout of iteration {iteration}: {name} died again and trainer.max_worker_restarts="
+                f"{self.cfg.trainer.max_worker_restarts} restarts are used up; last error: {err}"
+            ) from err
+        log.warning("%s died in the rollout of iteration %d (%s); restarting it", name, iteration, type(err).__name__)
+        self._wait_until_alive(i)
+        self.weight_sync.recover(i, self.version)
+        log.info("%s restarted at weight version %d; re-issuing its %d episodes", name, self.version, len(specs))
+        return self.workers[i].rollout.remote(specs, seed=seed)
 
     def update(self, batch: StepBatch) -> dict[str, float]:
         return self.learner.update(batch, self.cfg.trainer.rollout_timeout_s)
@@ -237,7 +307,6 @@ class Trainer:
                     "time/advantage_s": t2 - t1,
                     "time/update_s": t3 - t2,
                     "time/iteration_s": time.perf_counter() - t0,
-                    "perf/rollout_tokens_per_s": metrics["rollout/generated_tokens"] / (t1 - t0),
                 }
                 self.tracker.log(it, metrics)
                 last = it + 1 == tcfg.iterations

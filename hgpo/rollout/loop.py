@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 import numpy as np
 import xxhash
@@ -13,6 +14,7 @@ import xxhash
 from envs.base import TextEnv
 from hgpo.batch import Ragged, StepBatch
 from hgpo.rollout.engines.base import Engine, SamplingParams
+from hgpo.rollout.env_calls import EnvCalls, EnvCallTimeout
 from hgpo.rollout.memory import Memory
 from hgpo.rollout.parsing import parse_action
 from hgpo.rollout.prompts import build_user_message, encode_prompt
@@ -35,6 +37,7 @@ def text_key(text: str) -> int:
 
 @dataclass
 class _Episode:
+    index: int
     env: TextEnv
     spec: EpisodeSpec
     memory: Memory
@@ -42,6 +45,15 @@ class _Episode:
     info: dict[str, Any] = field(default_factory=dict)
     won: bool = False
     failed: bool = False
+    timed_out: bool = False
+
+
+class RolloutOutput(NamedTuple):
+    batch: StepBatch
+    stats: dict[str, float]
+    stuck_envs: list[int]
+    """Indices of environments whose call timed out: their thread may still be inside them, so the
+    caller must not use them again."""
 
 
 def run_episodes(
@@ -55,61 +67,71 @@ def run_episodes(
     params: SamplingParams,
     max_prompt_tokens: int,
     seed: int,
-) -> tuple[StepBatch, dict[str, float]]:
-    """Play one episode per spec to the end or `max_steps`; only unfinished episodes generate.
+    env_calls: EnvCalls,
+) -> RolloutOutput:
+    """Play one episode per spec to the end or `max_steps`.
 
-    Returns the StepBatch (one row per turn) and rollout statistics. An environment that raises marks
-    its own trajectory failed (kept in the batch, flagged, excluded from the loss); the others go on.
+    Each turn batches every unfinished episode into one `generate` call (finished ones generate
+    nothing), then steps their environments concurrently through `env_calls`. A prompt over
+    `max_prompt_tokens` drops its oldest history turns until it fits. An environment that raises or
+    times out marks its own trajectory failed (rows kept, flagged, excluded from the loss); the
+    others go on.
     """
-    episodes = [_Episode(env, spec, Memory(history_length)) for env, spec in zip(envs, specs)]
+    episodes = [_Episode(i, env, spec, Memory(history_length)) for i, (env, spec) in enumerate(zip(envs, specs))]
     rows: dict[str, list] = {k: [] for k in _ROW_FIELDS}
+    counts = dict.fromkeys(("turns", "trimmed", "truncated", "prompt_tokens", "padded_prompt_tokens"), 0)
     generate_s = env_s = 0.0
-    env_start = time.perf_counter()
-    for ep in episodes:
-        try:
-            ep.observation, ep.info = ep.env.reset(ep.spec.seed)
-        except Exception as err:  # an environment that cannot start fails only its own trajectory
-            log.warning("env reset failed for trajectory %d (seed %d): %r", ep.spec.traj_id, ep.spec.seed, err)
-            ep.failed = True
-    env_s += time.perf_counter() - env_start
+    start = time.perf_counter()
+    resets = env_calls.run([partial(ep.env.reset, ep.spec.seed) for ep in episodes])
+    env_s += time.perf_counter() - start
+    for ep, result in zip(episodes, resets):
+        if _failed(ep, result, "reset"):
+            continue
+        ep.observation, ep.info = result
     active = [ep for ep in episodes if not ep.failed]
     for turn in range(max_steps):
-        prompts = [encode_prompt(tokenizer, _user_message(ep)) for ep in active]
-        for ep, prompt in zip(active, prompts):
-            if len(prompt) > max_prompt_tokens:
+        prompts = []
+        for ep in active:
+            prompt, dropped = _fit_prompt(tokenizer, ep, max_prompt_tokens)
+            counts["trimmed"] += dropped > 0
+            if prompt is None:
                 log.warning(
-                    "trajectory %d: prompt of %d tokens exceeds rollout.max_prompt_tokens=%d",
+                    "trajectory %d: prompt exceeds rollout.max_prompt_tokens=%d even without history",
                     ep.spec.traj_id,
-                    len(prompt),
                     max_prompt_tokens,
                 )
                 ep.failed = True
+            prompts.append(prompt)
         prompts = [p for ep, p in zip(active, prompts) if not ep.failed]
         active = [ep for ep in active if not ep.failed]
         if not active:
             break
+        counts["turns"] += len(active)
+        counts["prompt_tokens"] += sum(len(p) for p in prompts)
+        counts["padded_prompt_tokens"] += len(prompts) * max(len(p) for p in prompts)
         start = time.perf_counter()
         generations = engine.generate(prompts, params, seed=_turn_seed(seed, turn))
         generate_s += time.perf_counter() - start
-        still_active = []
+        counts["truncated"] += sum(not g.finished for g in generations)
+        parsed = [
+            parse_action(tokenizer.decode(g.token_ids, skip_special_tokens=True), ep.info.get("admissible_actions"))
+            for ep, g in zip(active, generations)
+        ]
         start = time.perf_counter()
-        for ep, prompt, gen in zip(active, prompts, generations):
-            text = tokenizer.decode(gen.token_ids, skip_special_tokens=True)
-            parsed = parse_action(text, ep.info.get("admissible_actions"))
-            try:
-                observation, reward, done, info = ep.env.step(parsed.action)
-            except Exception as err:
-                log.warning("env step failed for trajectory %d at step %d: %r", ep.spec.traj_id, turn, err)
-                ep.failed = True
+        steps = env_calls.run([partial(ep.env.step, p.action) for ep, p in zip(active, parsed)])
+        env_s += time.perf_counter() - start
+        still_active = []
+        for ep, prompt, gen, action, result in zip(active, prompts, generations, parsed, steps):
+            if _failed(ep, result, f"step {turn}"):
                 continue
-            _append_row(rows, ep, turn, prompt, gen.token_ids, gen.logprobs, parsed.action, reward, not parsed.valid)
-            ep.memory.add(ep.observation, parsed.action)
+            observation, reward, done, info = result
+            _append_row(rows, ep, turn, prompt, gen.token_ids, gen.logprobs, action.action, reward, not action.valid)
+            ep.memory.add(ep.observation, action.action)
             ep.observation, ep.info = observation, info
             if done:
                 ep.won = bool(info.get("won", False))
             else:
                 still_active.append(ep)
-        env_s += time.perf_counter() - start
         active = still_active
     batch = _to_batch(rows, episodes)
     stats = {
@@ -117,9 +139,38 @@ def run_episodes(
         "rollout/env_s": env_s,
         "rollout/trajectories": float(len(episodes)),
         "rollout/failed_trajectories": float(sum(ep.failed for ep in episodes)),
+        "rollout/timed_out_trajectories": float(sum(ep.timed_out for ep in episodes)),
         "rollout/won_trajectories": float(sum(ep.won and not ep.failed for ep in episodes)),
+        "rollout/env_steps": float(len(batch)),
+        "rollout/generated_tokens": float(batch.response_ids.lengths.sum()),
+        "rollout/turns": float(counts["turns"]),
+        "rollout/trimmed_turns": float(counts["trimmed"]),
+        "rollout/truncated_turns": float(counts["truncated"]),
+        "rollout/prompt_tokens": float(counts["prompt_tokens"]),
+        "rollout/padded_prompt_tokens": float(counts["padded_prompt_tokens"]),
     }
-    return batch, stats
+    return RolloutOutput(batch, stats, [ep.index for ep in episodes if ep.timed_out])
+
+
+def _failed(ep: _Episode, result: Any, what: str) -> bool:
+    """Mark the episode failed if its environment call gave an exception; say so in the log."""
+    if not isinstance(result, BaseException):
+        return False
+    log.warning("env %s failed for trajectory %d (seed %d): %r", what, ep.spec.traj_id, ep.spec.seed, result)
+    ep.failed = True
+    ep.timed_out = isinstance(result, EnvCallTimeout)
+    return True
+
+
+def _fit_prompt(tokenizer: Any, ep: _Episode, budget: int) -> tuple[list[int] | None, int]:
+    """Prompt ids within `budget`, dropping the oldest history turns first; None if even no history is too long.
+    Returns (ids, number of history turns dropped)."""
+    history = ep.memory.recent()
+    for dropped in range(len(history) + 1):
+        ids = encode_prompt(tokenizer, _user_message(ep, history[dropped:]))
+        if len(ids) <= budget:
+            return ids, dropped
+    return None, len(history)
 
 
 _ROW_FIELDS = (
@@ -136,10 +187,10 @@ _ROW_FIELDS = (
 )
 
 
-def _user_message(ep: _Episode) -> str:
+def _user_message(ep: _Episode, history: list[tuple[str, str]]) -> str:
     return build_user_message(
         ep.env.task_description,
-        ep.memory.recent(),
+        history,
         ep.observation,
         ep.info.get("admissible_actions"),
         ep.memory.steps_taken,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -13,10 +14,12 @@ from envs import make_env
 from hgpo.batch import StepBatch
 from hgpo.config import EnvConfig, RolloutConfig
 from hgpo.rollout.engines import SamplingParams, make_engine
+from hgpo.rollout.env_calls import EnvCalls
 from hgpo.rollout.loop import EpisodeSpec, run_episodes
 from hgpo.sync.broadcast import BroadcastGroup, Layout
 from hgpo.weights import weights_digest
 
+log = logging.getLogger(__name__)
 
 class RolloutWorker:
     """Plays the episodes it is given with the weights of the last version it received."""
@@ -32,15 +35,24 @@ class RolloutWorker:
             temperature=rollout_cfg.temperature,
             top_p=rollout_cfg.top_p,
             top_k=rollout_cfg.top_k,
+            stop=tuple(rollout_cfg.stop),
         )
         self.max_prompt_tokens = rollout_cfg.max_prompt_tokens
+        self.sleep_between_rollouts = rollout_cfg.sleep_between_rollouts
+        self.env_calls = EnvCalls(rollout_cfg.env_threads, rollout_cfg.env_step_timeout_s)
         self.envs = []  # grows to the largest number of episodes asked for, then reused
         self.version = 0
+        if self.sleep_between_rollouts:
+            self.engine.sleep()
 
     def rollout(self, specs: list[EpisodeSpec], seed: int) -> tuple[StepBatch, dict[str, float]]:
+        """Play one episode per spec (all unfinished episodes generate in one batch per turn)."""
+        start = time.perf_counter()
         while len(self.envs) < len(specs):
             self.envs.append(make_env(self.env_cfg.name, **self.env_cfg.kwargs))
-        batch, stats = run_episodes(
+        if self.sleep_between_rollouts:
+            self.engine.wake_up()
+        batch, stats, stuck = run_episodes(
             self.envs[: len(specs)],
             specs,
             self.engine,
@@ -50,8 +62,15 @@ class RolloutWorker:
             params=self.params,
             max_prompt_tokens=self.max_prompt_tokens,
             seed=seed,
+            env_calls=self.env_calls,
         )
+        if self.sleep_between_rollouts:
+            self.engine.sleep()
+        for i in stuck:  # a thread may still be inside it: never touch it again
+            log.warning("%s: replacing environment %d after a timed-out call", self.name, i)
+            self.envs[i] = make_env(self.env_cfg.name, **self.env_cfg.kwargs)
         stats["rollout/weight_version"] = float(self.version)
+        stats["rollout/worker_s"] = time.perf_counter() - start
         return batch, stats
 
     def load_weights(self, state: Mapping[str, np.ndarray | torch.Tensor], version: int) -> int:

@@ -17,6 +17,10 @@ class WeightSync(Protocol):
         Raises TimeoutError naming the stuck receivers, never hangs."""
         ...
 
+    def recover(self, worker: int, version: int) -> dict[str, float]:
+        """Bring a restarted generator (index `worker`, holding the initial weights) to `version`."""
+        ...
+
 
 def wait_for_workers(refs: list, names: Sequence[str], what: str, timeout_s: float) -> list:
     """ray.get with a timeout that names the actors (rollout workers) that did not answer."""

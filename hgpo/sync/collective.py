@@ -17,6 +17,11 @@ class CollectiveSync:
     ):
         self.learner, self.workers, self.names = learner, list(workers), list(names)
         self.timeout_s, self.bucket_bytes = timeout_s, bucket_bytes
+        self._setup()
+
+    def _setup(self) -> None:
+        """Form the broadcast group (a fresh rendezvous each time, so it can be rebuilt after a restart)."""
+        learner, timeout_s = self.learner, self.timeout_s
         sender = learner.actors[0]
         (address, port), layout = learner.wait(
             [sender.rendezvous_address.remote(), sender.weight_layout.remote()], "broadcast setup"
@@ -29,6 +34,12 @@ class CollectiveSync:
         sender_join = sender.join_broadcast.remote(address, port, world_size, timeout_s)
         wait_for_workers(joins, self.names, "weight broadcast group setup", timeout_s)
         learner.wait([sender_join], "weight broadcast group setup", timeout_s)
+
+    def recover(self, worker: int, version: int) -> dict[str, float]:
+        """A restarted worker left the old group: every member joins a new one, then all receive `version`."""
+        start = time.perf_counter()
+        self._setup()
+        return self.push(version) | {"time/recover_s": time.perf_counter() - start}
 
     def push(self, version: int) -> dict[str, float]:
         start = time.perf_counter()

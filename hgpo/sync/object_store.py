@@ -16,10 +16,17 @@ class ObjectStoreSync:
         self.learner, self.workers, self.names, self.timeout_s = learner, list(workers), list(names), timeout_s
 
     def push(self, version: int) -> dict[str, float]:
+        return self._push_to(range(len(self.workers)), version)
+
+    def recover(self, worker: int, version: int) -> dict[str, float]:
+        return self._push_to([worker], version)
+
+    def _push_to(self, indices: Sequence[int], version: int) -> dict[str, float]:
         start = time.perf_counter()
         state_ref, gather_refs = self.learner.export_weights()  # stays in the object store
-        acks = [w.load_weights.remote(state_ref, version) for w in self.workers]
+        acks = [self.workers[i].load_weights.remote(state_ref, version) for i in indices]
+        names = [self.names[i] for i in indices]
         self.learner.wait(gather_refs, f"weight export v{version}", self.timeout_s)
         what = f"weight sync v{version} (trainer.sync_timeout_s)"
-        check_versions(wait_for_workers(acks, self.names, what, self.timeout_s), self.names, version)
+        check_versions(wait_for_workers(acks, names, what, self.timeout_s), names, version)
         return {"sync/version": float(version), "time/sync_s": time.perf_counter() - start}

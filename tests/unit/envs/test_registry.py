@@ -51,3 +51,12 @@ def test_missing_optional_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "some_absent_package", None)
     with pytest.raises(ImportError, match=r"'some_absent_package'.*pip install -e \"\.\[extra_name\]\""):
         import_optional("some_absent_package", "extra_name")
+
+
+def test_an_environment_of_your_own_by_import_path():
+    env = make_env("envs.keyroom:KeyRoomEnv", num_rooms=2)
+    assert env.reset(1)[1]["anchor"]
+    with pytest.raises(ValueError, match="cannot import 'envs.keyroom:NoSuchEnv'"):
+        make_env("envs.keyroom:NoSuchEnv")
+    with pytest.raises(ValueError, match="takes no parameter"):
+        check_env_kwargs("envs.keyroom:KeyRoomEnv", {"floors": 2})

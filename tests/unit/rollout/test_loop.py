@@ -6,6 +6,7 @@ import pytest
 from envs import make_env
 from hgpo.rollout.engines import SamplingParams
 from hgpo.rollout.engines.hf import HFEngine
+from hgpo.rollout.env_calls import EnvCalls
 from hgpo.rollout.loop import EpisodeSpec, run_episodes, text_key
 
 
@@ -52,7 +53,13 @@ def tokenizer(tiny_model_dir):
     return AutoTokenizer.from_pretrained(tiny_model_dir)
 
 
-def run(envs, specs, engine, tokenizer, env_cfg, max_steps=None, seed=0):
+def run(envs, specs, engine, tokenizer, env_cfg, max_steps=None, seed=0, max_prompt_tokens=4096, timeout_s=30.0):
+    """(batch, stats) of run_episodes with 4 environment threads."""
+    out = run_and_report(envs, specs, engine, tokenizer, env_cfg, max_steps, seed, max_prompt_tokens, timeout_s)
+    return out.batch, out.stats
+
+
+def run_and_report(envs, specs, engine, tokenizer, env_cfg, max_steps, seed, max_prompt_tokens, timeout_s):
     return run_episodes(
         envs,
         specs,
@@ -61,8 +68,9 @@ def run(envs, specs, engine, tokenizer, env_cfg, max_steps=None, seed=0):
         history_length=env_cfg.history_length,
         max_steps=max_steps or env_cfg.max_steps,
         params=SamplingParams(max_tokens=12),
-        max_prompt_tokens=4096,
+        max_prompt_tokens=max_prompt_tokens,
         seed=seed,
+        env_calls=EnvCalls(4, timeout_s),
     )
 
 
@@ -117,3 +125,46 @@ def test_environment_error_fails_only_its_trajectory(engine, tokenizer, env_cfg)
     assert stats["rollout/failed_trajectories"] == 1.0
     assert batch.traj_failed[batch.traj_ids == 0].all() and not batch.traj_failed[batch.traj_ids == 1].any()
     assert (batch.traj_ids == 0).sum() == 1  # the step that raised records nothing
+
+
+def test_hung_environment_times_out_fails_only_its_trajectory(engine, tokenizer, env_cfg):
+    specs = [EpisodeSpec(0, j, 5) for j in range(4)]
+    envs = [make_env("faulty", inner=env_cfg.name, mode="hang", every=4, at_step=1, hang_s=3.0) for _ in specs]
+    out = run_and_report(envs, specs, engine, tokenizer, env_cfg, 4, 0, 4096, timeout_s=0.3)
+    failed = np.unique(out.batch.traj_ids[out.batch.traj_failed])
+    assert out.stats["rollout/failed_trajectories"] == 1.0 == out.stats["rollout/timed_out_trajectories"]
+    assert len(failed) <= 1 and len(out.stuck_envs) == 1
+    stuck_traj = specs[out.stuck_envs[0]].traj_id
+    assert (out.batch.traj_ids == stuck_traj).sum() == 1  # step 0 recorded, the hung step 1 not
+    others = out.batch.traj_ids != stuck_traj
+    assert not out.batch.traj_failed[others].any()
+
+
+def test_faulty_environment_that_raises_fails_every_nth_episode(engine, tokenizer, env_cfg):
+    specs = [EpisodeSpec(g, g * 4 + j, 7 + g) for g in range(2) for j in range(4)]
+    envs = [make_env("faulty", inner=env_cfg.name, mode="raise", every=2, at_step=0) for _ in specs]
+    batch, stats = run(envs, specs, engine, tokenizer, env_cfg, max_steps=3)
+    assert stats["rollout/failed_trajectories"] == 4.0 and stats["rollout/timed_out_trajectories"] == 0.0
+    assert set(np.unique(batch.traj_ids).tolist()) | set(range(8)) == set(range(8))
+    assert len(np.unique(batch.traj_ids)) == 4  # a trajectory that failed at step 0 has no rows
+
+
+def test_prompt_budget_drops_oldest_history_first(engine, tokenizer, env_cfg):
+    specs = [EpisodeSpec(0, j, 3) for j in range(4)]
+    envs = [make_env(env_cfg.name, **env_cfg.kwargs) for _ in specs]
+    full, _ = run(envs, specs, engine, tokenizer, env_cfg, max_steps=4)
+    longest_first_turn = max(len(full.prompt_ids[i]) for i in np.flatnonzero(full.step_ids == 0))
+    budget = longest_first_turn + 5  # room for the first turn, not for a full memory window
+    assert full.prompt_ids.lengths.max() > budget, "the test needs prompts that grow with history"
+    batch, stats = run(envs, specs, engine, tokenizer, env_cfg, max_steps=4, max_prompt_tokens=budget)
+    assert batch.prompt_ids.lengths.max() <= budget
+    assert stats["rollout/trimmed_turns"] > 0 and stats["rollout/failed_trajectories"] == 0.0
+    for i in np.flatnonzero(batch.step_ids > 0):  # the current observation always stays
+        assert tokenizer.decode(batch.prompt_ids[i]).replace(" ", "").count("Now:") == 1
+
+
+def test_prompt_that_cannot_fit_fails_its_trajectory(engine, tokenizer, env_cfg):
+    specs = [EpisodeSpec(0, j, 3) for j in range(2)]
+    envs = [make_env(env_cfg.name, **env_cfg.kwargs) for _ in specs]
+    batch, stats = run(envs, specs, engine, tokenizer, env_cfg, max_steps=2, max_prompt_tokens=5)
+    assert len(batch) == 0 and stats["rollout/failed_trajectories"] == 2.0
