@@ -137,9 +137,11 @@ class Trainer:
         self.config_dict = to_dict(cfg)
         resume_from = self._resume_checkpoint()
         state = read_trainer_state(resume_from) if resume_from else {}
-        # A resumed learner loads the checkpoint's weights; workers start from the initial policy and
-        # receive the learner's weights (with the checkpoint's version) through the normal sync.
-        learner_path = str(resume_from / "policy") if resume_from else model_path
+        # A resumed learner loads the checkpoint's weights (with LoRA: the initial model, then the saved
+        # adapter); workers start from the initial policy and receive the learner's weights (with the
+        # checkpoint's version) through the normal sync.
+        policy = str(resume_from / "policy") if resume_from else None
+        learner_path = policy if policy and not cfg.learner.lora.rank else model_path
         self.placement = placement
         self.learner = LearnerGroup(
             cfg.learner, learner_path, cfg.model.dtype, cfg.rollout.temperature, cfg.trainer.seed,
@@ -162,7 +164,7 @@ class Trainer:
         self.worker_restarts = 0  # over the whole run, bounded by trainer.max_worker_restarts
         self.start_iteration = state.get("iteration", -1) + 1
         if resume_from:
-            self.learner.load_training_state(learner_path)
+            self.learner.load_training_state(policy)
             self.sync_weights(state["weight_version"])
             log.info("resumed from %s: next iteration %d", resume_from, self.start_iteration)
         self.tracker = Tracker(

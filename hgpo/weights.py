@@ -30,18 +30,31 @@ def tensors_to_numpy(tensors: Mapping[str, torch.Tensor]) -> dict[str, np.ndarra
     return state
 
 
+def numpy_to_tensors(state: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Undo `tensors_to_numpy`: name -> tensor on the same memory (bfloat16 restored from its int16 bits)."""
+    tensors = {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        for key, value in state.items():
+            tensor = torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+            if key.endswith(_BF16_SUFFIX):
+                key, tensor = key.removesuffix(_BF16_SUFFIX), tensor.view(torch.bfloat16)
+            tensors[key] = tensor
+    return tensors
+
+
 def load_state(model: torch.nn.Module, state: Mapping[str, np.ndarray | torch.Tensor], zero_copy: bool = False) -> int:
-    """Install `state` (arrays or tensors) in `model`; every key must match. Returns the bytes installed.
+    """Install `state` (arrays or tensors) in `model`; every key must name one of its weights, and weights
+    missing from `state` keep their values. Returns the bytes installed.
 
     zero_copy rebinds each parameter to the given memory instead of copying into it: for inference
     engines reading a read-only object-store buffer or a received broadcast bucket, which then stays
     alive as long as the model uses it. Never for a model that is trained in place.
     """
     own = model.state_dict()
-    names = {k.removesuffix(_BF16_SUFFIX) for k in state}
-    if names != set(own):
-        missing, extra = sorted(set(own) - names), sorted(names - set(own))
-        raise ValueError(f"weight update does not match the model: missing {missing[:5]}, unexpected {extra[:5]}")
+    extra = sorted({k.removesuffix(_BF16_SUFFIX) for k in state} - set(own))
+    if extra:
+        raise ValueError(f"weight update does not match the model: unexpected {extra[:5]}")
     nbytes = 0
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

@@ -6,6 +6,7 @@ The same code runs gloo on CPU (so the test suite exercises it) and NCCL on GPUs
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterable
 from datetime import timedelta
 
 import torch
@@ -14,6 +15,7 @@ from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
     get_optimizer_state_dict,
+    set_model_state_dict,
     set_optimizer_state_dict,
 )
 from torch.distributed.fsdp import FSDPModule, fully_shard
@@ -56,8 +58,24 @@ def full_state_dict(model: torch.nn.Module, sharded: bool, on_every_rank: bool =
     if not sharded:
         return model.state_dict()
     if on_every_rank:
-        return {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in model.state_dict().items()}
+        return full_tensors(model.state_dict().items())
     return get_model_state_dict(model, options=FULL_ON_CPU)
+
+
+def full_tensors(named: Iterable[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Name -> unsharded tensor on every rank (gathers DTensor shards: every rank must call, in the same order)."""
+    return {k: v.full_tensor() if hasattr(v, "full_tensor") else v for k, v in named}
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sharded: bool) -> None:
+    """Copy a full (unsharded) partial state dict into the model, every rank from its own copy; every name
+    must be one of the model's."""
+    if sharded:
+        result = set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
+    else:
+        result = model.load_state_dict(state, strict=False)
+    if unexpected := result.unexpected_keys:
+        raise ValueError(f"state does not fit the model: unexpected {unexpected[:5]}")
 
 
 def full_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, sharded: bool) -> dict:

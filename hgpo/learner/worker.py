@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from hgpo import lora
 from hgpo.batch import StepBatch
 from hgpo.config import LearnerConfig
 from hgpo.learner import distributed
@@ -27,12 +28,13 @@ from hgpo.sync.broadcast import BroadcastGroup, Layout, layout_of
 from hgpo.weights import tensors_to_numpy, weights_digest
 
 TRAINING_STATE = "optimizer.pt"
+ADAPTER_DIR = "adapter"  # LoRA checkpoints: the adapter in peft's format, beside the merged model
 STAT_KEYS = ("policy", "entropy", "approx_kl", "clip_frac", "kl")
 log = logging.getLogger(__name__)
 
 
 class Learner:
-    """PPO-clip updates on StepBatches; exports its weights as NumPy arrays for the generators."""
+    """PPO-clip updates on StepBatches; exports its weights (with LoRA: only the adapter) for the generators."""
 
     def __init__(
         self, cfg: LearnerConfig, model_path: str, dtype: str, temperature: float, seed: int,
@@ -45,10 +47,14 @@ class Learner:
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.pad_token_id = self.tokenizer.pad_token_id or 0
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
+        self.lora_scale = cfg.lora.alpha / cfg.lora.rank if cfg.lora.rank else 0.0
+        if cfg.lora.rank:  # model_path is then always the base model; a resumed adapter comes with the training state
+            self.model = lora.wrap(self.model, cfg.lora)
         self.model.train()
         # The KL reference is the starting policy, frozen and unsharded (its forward needs no collective).
+        # With LoRA it is the base model itself, run with the adapter disabled: no second copy.
         self.reference = None
-        if cfg.kl_coef > 0:
+        if cfg.kl_coef > 0 and not cfg.lora.rank:
             self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
             self.reference.requires_grad_(False)
         self.optimizer_steps = 0
@@ -68,7 +74,8 @@ class Learner:
         return backend
 
     def _build_optimizer(self) -> None:
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]  # with LoRA: the adapter only
+        self.optimizer = torch.optim.AdamW(trainable, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         warmup = self.cfg.warmup_steps
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
@@ -109,14 +116,20 @@ class Learner:
         for mb in rank_micro_batches(lengths, rows, self.cfg.micro_batch_tokens, self.rank, self.world_size):
             input_ids, attention_mask, mask = self._inputs(batch, mb)
             current, _ = self._logprobs(self.model, input_ids, attention_mask, with_entropy=False)
-            ref = self._logprobs(self.reference, input_ids, attention_mask, False)[0] if self.reference else None
+            ref = self._reference_logprobs(input_ids, attention_mask) if self.cfg.kl_coef > 0 else None
             for i, row in enumerate(mb):
                 span = slice(batch.response_ids.offsets[row], batch.response_ids.offsets[row + 1])
                 out[0, span] = current[i][mask[i] > 0].double()
                 if ref is not None:
                     out[1, span] = ref[i][mask[i] > 0].double()
         out = distributed.all_reduce_sum(out, self.sharded).numpy()
-        return out[0], out[1] if self.reference is not None else None
+        return out[0], out[1] if self.cfg.kl_coef > 0 else None
+
+    def _reference_logprobs(self, input_ids, attention_mask) -> torch.Tensor:
+        if self.reference is not None:
+            return self._logprobs(self.reference, input_ids, attention_mask, with_entropy=False)[0]
+        with self.model.disable_adapter():  # LoRA: the frozen base model is the starting policy
+            return self._logprobs(self.model, input_ids, attention_mask, with_entropy=False)[0]
 
     # -- update -----------------------------------------------------------------------------------
     def update(self, batch: StepBatch) -> dict[str, float]:
@@ -203,14 +216,34 @@ class Learner:
         return torch.tensor([float(v.detach()) for v in values], dtype=torch.float64)
 
     # -- weights ----------------------------------------------------------------------------------
+    def _sync_state(self) -> dict[str, torch.Tensor]:
+        """What a sync ships (every rank must call when sharded; complete on rank 0): the full weights, or with
+        LoRA the adapter payload (hgpo.lora), gathered without gathering the frozen base."""
+        if not self.cfg.lora.rank:
+            return distributed.full_state_dict(self.model, self.sharded)
+        trainable = ((name, p) for name, p in self.model.named_parameters() if p.requires_grad)
+        return lora.adapter_payload(distributed.full_tensors(trainable), self.lora_scale)
+
+    def _sync_shapes(self) -> dict[str, torch.Tensor]:
+        """The tensors a sync ships, as they are (full weights) or as meta tensors (LoRA): names, shapes, dtypes."""
+        if not self.cfg.lora.rank:
+            return self.model.state_dict(keep_vars=True)
+        meta = {n: torch.empty(p.shape, dtype=p.dtype, device="meta") for n, p in self.model.named_parameters()}
+        return lora.adapter_payload(meta, self.lora_scale)
+
     def state_numpy(self) -> dict[str, np.ndarray]:
-        """Full weights as NumPy arrays (on rank 0; other ranks take part in the gather and return {})."""
-        state = distributed.full_state_dict(self.model, self.sharded)
+        """The sync state as NumPy arrays (on rank 0; other ranks take part in the gather and return {})."""
+        state = self._sync_state()
         return tensors_to_numpy(state) if self.rank == 0 else {}
 
+    def sync_bytes(self) -> int:
+        """Bytes that state_numpy ships: every tensor once (tied weights share one array)."""
+        unique = {id(t): t for t in self._sync_shapes().values()}.values()
+        return sum(t.numel() * t.element_size() for t in unique)
+
     def weight_layout(self) -> Layout:
-        """Names, full shapes and dtypes of the weights, in the order the broadcast sends them."""
-        return layout_of(self.model.state_dict())
+        """Names, full shapes and dtypes of the sync state, in the order the broadcast sends them."""
+        return layout_of(self._sync_shapes())
 
     def join_broadcast(self, address: str, port: int, world_size: int, timeout_s: float) -> None:
         """Rank 0 becomes the sender (rank 0) of the generators' broadcast group."""
@@ -219,17 +252,20 @@ class Learner:
         self.layout = self.weight_layout()
 
     def broadcast_weights(self, version: int, bucket_bytes: int) -> int:
-        """Gather the full weights (every rank must call) and broadcast them from rank 0; return bytes sent."""
-        state = distributed.full_state_dict(self.model, self.sharded)
+        """Gather the sync state (every rank must call) and broadcast it from rank 0; return bytes sent."""
+        state = self._sync_state()
         return self.broadcast.send(state, self.layout, version, bucket_bytes) if self.rank == 0 else 0
 
     def weights_digest(self) -> str:
-        """SHA-256 of the full weights as this rank sees them (every rank must call when sharded)."""
-        return weights_digest(distributed.full_state_dict(self.model, self.sharded, on_every_rank=True))
+        """SHA-256 of the full weights as this rank sees them, with LoRA merged as the generators merge it
+        (every rank must call when sharded)."""
+        state = distributed.full_state_dict(self.model, self.sharded, on_every_rank=True)
+        return weights_digest(lora.merged_state(state, self.lora_scale) if self.cfg.lora.rank else state)
 
     def save(self, path: str) -> list[str]:
-        """Write a Hugging Face directory (safetensors) plus optimizer, scheduler and RNG state (rank 0 writes;
-        every rank must call). Refuses (ValueError) non-finite weights, so a broken state is never saved."""
+        """Write a Hugging Face directory (safetensors; with LoRA the merged model plus the adapter in
+        `adapter/`) and optimizer, scheduler and RNG state (rank 0 writes; every rank must call). Refuses
+        (ValueError) non-finite weights, so a broken state is never saved."""
         state = distributed.full_state_dict(self.model, self.sharded)
         optimizer_state = distributed.full_optimizer_state(self.model, self.optimizer, self.sharded)
         if self.rank != 0:
@@ -239,7 +275,11 @@ class Learner:
             raise ValueError(f"refusing to checkpoint non-finite weights: {bad[:3]}")
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out, state_dict=state, safe_serialization=True)
+        if self.cfg.lora.rank:
+            lora.save_adapter(self.model, state, out / ADAPTER_DIR)
+            state = lora.merged_state(state, self.lora_scale)
+        model = self.model.get_base_model() if self.cfg.lora.rank else self.model
+        model.save_pretrained(out, state_dict=state, safe_serialization=True)
         self.tokenizer.save_pretrained(out)
         training_state = {
             "optimizer": optimizer_state,
@@ -252,7 +292,12 @@ class Learner:
 
     def load_training_state(self, path: str) -> int:
         """Restore what `save` wrote besides the weights (which come from the constructor's model_path):
-        optimizer, scheduler, step counter and RNG. Returns the optimizer step count."""
+        optimizer, scheduler, step counter and RNG; with LoRA also the adapter (the constructor loaded the
+        base model). Returns the optimizer step count."""
+        if self.cfg.lora.rank:
+            if not (Path(path) / ADAPTER_DIR).is_dir():
+                raise ValueError(f"{path} holds no LoRA adapter: it was trained with learner.lora.rank=0")
+            distributed.load_model_state(self.model, lora.load_adapter(Path(path) / ADAPTER_DIR), self.sharded)
         state = torch.load(Path(path) / TRAINING_STATE, weights_only=True)
         distributed.load_optimizer_state(self.model, self.optimizer, state["optimizer"], self.sharded)
         self.scheduler.load_state_dict(state["scheduler"])

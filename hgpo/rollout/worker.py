@@ -13,6 +13,7 @@ from transformers import AutoTokenizer
 from envs import make_env
 from hgpo.batch import StepBatch
 from hgpo.config import EnvConfig, RolloutConfig
+from hgpo.lora import BaseWeights, is_adapter
 from hgpo.rollout.engines import SamplingParams, make_engine
 from hgpo.rollout.env_calls import EnvCalls
 from hgpo.rollout.loop import EpisodeSpec, run_episodes
@@ -74,7 +75,12 @@ class RolloutWorker:
         return batch, stats
 
     def load_weights(self, state: Mapping[str, np.ndarray | torch.Tensor], version: int) -> int:
-        """Install a new weight version; return the version now held."""
+        """Install a new weight version; return the version now held. A LoRA adapter (hgpo.lora) is merged here
+        into the base weights, which are read from the initial model's safetensors on first use."""
+        if is_adapter(state):
+            if not hasattr(self, "base_weights"):
+                self.base_weights = BaseWeights(self.tokenizer.name_or_path)  # the model_path given to __init__
+            state = self.base_weights.merge(state)
         self.engine.load_weights(state, version)
         self.version = version
         return self.version

@@ -14,6 +14,7 @@ class ObjectStoreSync:
 
     def __init__(self, learner: LearnerGroup, workers: Sequence, names: Sequence[str], timeout_s: float):
         self.learner, self.workers, self.names, self.timeout_s = learner, list(workers), list(names), timeout_s
+        self.bytes_per_push = learner.wait([learner.actors[0].sync_bytes.remote()], "weight size")[0]
 
     def push(self, version: int) -> dict[str, float]:
         return self._push_to(range(len(self.workers)), version)
@@ -29,4 +30,8 @@ class ObjectStoreSync:
         self.learner.wait(gather_refs, f"weight export v{version}", self.timeout_s)
         what = f"weight sync v{version} (trainer.sync_timeout_s)"
         check_versions(wait_for_workers(acks, names, what, self.timeout_s), names, version)
-        return {"sync/version": float(version), "time/sync_s": time.perf_counter() - start}
+        return {
+            "sync/version": float(version),
+            "sync/bytes": float(self.bytes_per_push),
+            "time/sync_s": time.perf_counter() - start,
+        }
