@@ -30,7 +30,7 @@ class RolloutWorker:
         self.name = name
         self.env_cfg = env_cfg
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        self.engine = make_engine(rollout_cfg.engine, model_path, dtype, rollout_cfg.torch_threads)
+        self.engine = make_engine(rollout_cfg, model_path, dtype)
         self.params = SamplingParams(
             max_tokens=rollout_cfg.max_response_tokens,
             temperature=rollout_cfg.temperature,

