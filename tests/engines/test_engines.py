@@ -153,7 +153,7 @@ def perturbed(model_dir: str, keep) -> dict[str, np.ndarray]:
     """Noisy copies of the weights whose names pass `keep`, as the object-store sync ships them."""
     torch.manual_seed(1)
     state = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
-    return {k: (v + 0.5 * torch.randn_like(v)).numpy() for k, v in state.items() if keep(k)}
+    return {k: (v + 0.1 * torch.randn_like(v)).numpy() for k, v in state.items() if keep(k)}
 
 
 def initial_state(model_dir: str) -> dict[str, np.ndarray]:
