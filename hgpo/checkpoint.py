@@ -1,7 +1,8 @@
 """Checkpoints: a directory per iteration, written under a temporary name and renamed when complete.
 
 <run_dir>/checkpoints/iter_000009/
-    policy/              Hugging Face directory (safetensors) + optimizer.pt (optimizer, scheduler, RNG)
+    policy/              Hugging Face directory (safetensors) + optimizer.pt (optimizer, scheduler, RNG);
+                         with learner.lora the merged model, and adapter/ (peft's format) that resume continues
     config.json          the resolved config
     trainer_state.json   iteration, weight version, seed, W&B run id: written last, marks completeness
 """

@@ -37,7 +37,15 @@ def wrap(model: torch.nn.Module, cfg: LoRAConfig) -> torch.nn.Module:
         task_type="CAUSAL_LM",
     )  # fmt: skip
     # The adapter keeps the model's dtype, like every trained weight here (FSDP2 shards one dtype per group).
-    return get_peft_model(model, config, autocast_adapter_dtype=False)
+    model = get_peft_model(model, config, autocast_adapter_dtype=False)
+    # The payload and the merge know nn.Linear only: refuse what they would drop or merge transposed.
+    others = [n for n, p in model.named_parameters() if p.requires_grad and not _PEFT_PARAM.fullmatch(n)]
+    if others or config.fan_in_fan_out:
+        raise ValueError(
+            f"learner.lora.target_modules={list(cfg.target_modules)}: only nn.Linear layers can be adapted, "
+            f"got {others[:3] or 'Conv1D (fan_in_fan_out) layers'}"
+        )
+    return model
 
 
 def adapter_payload(params: Mapping[str, torch.Tensor], scale: float) -> dict[str, torch.Tensor]:

@@ -16,7 +16,8 @@ from hgpo.train import run, validate_overrides
 
 pytestmark = pytest.mark.integration
 NAMES = ["rollout-0", "rollout-1"]
-CFG = LearnerConfig(num_ranks=2, num_cpus=0, torch_threads=1, lr=1e-2, lora=LoRAConfig(rank=8))
+# kl_coef > 0: the reference forward runs with the adapter disabled, inside FSDP
+CFG = LearnerConfig(num_ranks=2, num_cpus=0, torch_threads=1, lr=1e-2, kl_coef=0.01, lora=LoRAConfig(rank=8))
 
 
 @pytest.fixture(scope="module")

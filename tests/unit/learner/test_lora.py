@@ -74,6 +74,16 @@ def test_payload_is_the_adapter_only(trained):
     assert nbytes < full / 2  # rank 8 of hidden size 32 here; docs/training.md has a ~135M model's ratio
 
 
+def test_target_modules_choose_the_layers(tiny_model_dir):
+    cfg = LearnerConfig(lora=LoRAConfig(rank=4, target_modules=("q_proj", "v_proj")))
+    payload = Learner(cfg, tiny_model_dir, "float32", 1.0, seed=0).state_numpy()
+    expected = [f"model.layers.{i}.self_attn.{m}_proj.lora_{f}" for i in (0, 1) for m in "qv" for f in "AB"]
+    assert sorted(payload) == expected
+    embedding = LearnerConfig(lora=LoRAConfig(rank=4, target_modules=("embed_tokens",)))
+    with pytest.raises(ValueError, match=r"only nn\.Linear layers can be adapted, got \['base_model\.model\.model"):
+        Learner(embedding, tiny_model_dir, "float32", 1.0, seed=0)
+
+
 def test_merge_matches_peft_merge_and_unload(tiny_model_dir, trained):
     learner, _ = trained
     expected = copy.deepcopy(learner.model).merge_and_unload().state_dict()
