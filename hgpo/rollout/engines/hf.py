@@ -107,9 +107,9 @@ class _StopStrings(StoppingCriteria):
     def __init__(self, tokenizer, stop: tuple[str, ...], prompt_width: int, eos_token_ids: list[int]):
         self.tokenizer, self.stop, self.prompt_width = tokenizer, stop, prompt_width
         self.eos_token_ids = torch.tensor(eos_token_ids)
-        # Decode only the last tokens: every token adds at least one character, so the window holds any stop
-        # string that the newest token completes (a few more tokens for decoders that merge pieces).
-        self.window = max(len(s) for s in stop) + 4
+        # Decode only the last tokens: a character takes at most 4 tokens (one per UTF-8 byte), so the window
+        # holds any stop string that the newest token completes.
+        self.window = 4 * max(len(s) for s in stop) + 4
         self.ends: list[int | None] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
