@@ -2,6 +2,8 @@
 
 Real actors on a local Ray: one learner rank and two rollout workers (transformers engine), for the
 default tiny model and for a ~135M Llama shaped like SmolLM2-135M (random weights, built offline).
+Each strategy runs twice: full weights, and LoRA rank 8 on every linear layer (learner.lora), where only
+the adapter travels and each generator merges it into its base weights (the time includes the merge).
 The floor is one `copy_` of every weight into a preallocated tensor in this process: what moving the
 bytes once costs on this machine. A sync must at least copy the bytes into each generator's model, so
 on one machine with two generators its best case is about 2x the floor, in parallel on two cores.
@@ -28,7 +30,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from hgpo.config import EnvConfig, LearnerConfig, RolloutConfig, TinyModelConfig
+from hgpo.config import EnvConfig, LearnerConfig, LoRAConfig, RolloutConfig, TinyModelConfig
 from hgpo.learner.group import LearnerGroup
 from hgpo.rollout.worker import RolloutWorker
 from hgpo.sync.collective import CollectiveSync
@@ -37,6 +39,7 @@ from hgpo.tiny_model import build_model, build_tokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAMES = ["rollout-0", "rollout-1"]
+LORA_RANK = 8
 SMOLLM2_135M = dict(
     hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, max_position_embeddings=2048
 )
@@ -75,21 +78,21 @@ def copy_floor(model_dir: str, repeats: int) -> tuple[list[float], int]:
     return times, sum(v.numel() * v.element_size() for v in state.values())
 
 
-def time_strategy(strategy: str, model_dir: str, repeats: int) -> list[float]:
-    learner = LearnerGroup(
-        LearnerConfig(num_cpus=0, torch_threads=1), model_dir, "float32", 1.0, seed=0, timeout_s=600
-    )
+def time_strategy(strategy: str, model_dir: str, repeats: int, lora_rank: int) -> tuple[list[float], int]:
+    """Seconds per push after a warm-up, and the bytes one push ships."""
+    cfg = LearnerConfig(num_cpus=0, torch_threads=1, lora=LoRAConfig(rank=lora_rank))
+    learner = LearnerGroup(cfg, model_dir, "float32", 1.0, seed=0, timeout_s=600)
     worker = ray.remote(RolloutWorker).options(num_cpus=0)
     workers = [worker.remote(EnvConfig(), RolloutConfig(), model_dir, "float32", n) for n in NAMES]
     if strategy == "collective":
         sync = CollectiveSync(learner, workers, NAMES, timeout_s=600, bucket_bytes=64 << 20)
     else:
         sync = ObjectStoreSync(learner, workers, NAMES, timeout_s=600)
-    sync.push(1)  # warm-up: first transfer, allocations
-    times = [sync.push(version)["time/sync_s"] for version in range(2, repeats + 2)]
+    sync.push(1)  # warm-up: first transfer, allocations (LoRA: the generators read their base weights)
+    stats = [sync.push(version) for version in range(2, repeats + 2)]
     for actor in [*learner.actors, *workers]:
         ray.kill(actor)
-    return times
+    return [s["time/sync_s"] for s in stats], int(stats[0]["sync/bytes"])
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -110,17 +113,19 @@ def main() -> None:
         for model, path in models.items():
             floor, nbytes = copy_floor(path, args.repeats)
             rows.append({"model": model, "case": "in-memory copy (floor)", "bytes": nbytes, **summary(floor)})
-            for strategy in ("object_store", "collective"):
-                times = time_strategy(strategy, path, args.repeats)
-                rows.append({"model": model, "case": strategy, "bytes": nbytes, **summary(times),
-                             "ratio_to_floor": statistics.fmean(times) / statistics.fmean(floor)})  # fmt: skip
+            for lora_rank in (0, LORA_RANK):
+                for strategy in ("object_store", "collective"):
+                    times, sent = time_strategy(strategy, path, args.repeats, lora_rank)
+                    case = f"{strategy} + lora r{lora_rank}" if lora_rank else strategy
+                    rows.append({"model": model, "case": case, "bytes": sent, **summary(times),
+                                 "ratio_to_floor": statistics.fmean(times) / statistics.fmean(floor)})  # fmt: skip
     ray.shutdown()
     table = Table(title="weight sync, 1 learner rank -> 2 rollout workers, CPU, one machine")
     for column in ("model", "case", "MB", "mean ms", "min ms", "x floor"):
         table.add_column(column, justify="right")
     for r in rows:
         ratio = f"{r['ratio_to_floor']:.1f}" if "ratio_to_floor" in r else "1.0"
-        table.add_row(r["model"], r["case"], f"{r['bytes'] / 2**20:.1f}", f"{r['mean'] * 1e3:.1f}",
+        table.add_row(r["model"], r["case"], f"{r['bytes'] / 2**20:.3g}", f"{r['mean'] * 1e3:.1f}",
                       f"{r['min'] * 1e3:.1f}", ratio)  # fmt: skip
     Console().print(table)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)

