@@ -146,6 +146,7 @@ class Trainer:
         self.learner = LearnerGroup(
             cfg.learner, learner_path, cfg.model.dtype, cfg.rollout.temperature, cfg.trainer.seed,
             timeout_s=cfg.trainer.sync_timeout_s, actor_options=partial(self.placement.options, "learner"),
+            reference_path=model_path,  # the KL reference stays the run's starting policy after a resume
         )  # fmt: skip
         worker_actor = ray.remote(RolloutWorker)
         self.worker_names = [f"rollout-{i}" for i in range(cfg.rollout.num_workers)]

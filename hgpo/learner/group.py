@@ -24,14 +24,16 @@ class LearnerGroup:
         seed: int,
         timeout_s: float,
         actor_options: Callable[[int], dict[str, Any]] = lambda rank: {},
+        reference_path: str | None = None,
     ):
-        """`actor_options(rank)` gives each rank's Ray options (resources, scheduling strategy)."""
+        """`actor_options(rank)` gives each rank's Ray options (resources, scheduling strategy);
+        `reference_path` the KL reference policy (default: `model_path`)."""
         self.timeout_s = timeout_s
         n = cfg.num_ranks
         actor = ray.remote(Learner)
         self.actors = [
             actor.options(num_cpus=cfg.num_cpus, **actor_options(rank)).remote(
-                cfg, model_path, dtype, temperature, seed, rank, n
+                cfg, model_path, dtype, temperature, seed, rank, n, reference_path
             )
             for rank in range(n)
         ]

@@ -38,8 +38,10 @@ class Learner:
 
     def __init__(
         self, cfg: LearnerConfig, model_path: str, dtype: str, temperature: float, seed: int,
-        rank: int = 0, world_size: int = 1,
+        rank: int = 0, world_size: int = 1, reference_path: str | None = None,
     ):  # fmt: skip
+        """`reference_path`: the starting policy, the KL reference (default `model_path`; a resumed learner
+        loads the checkpoint from `model_path` but keeps the run's starting policy as reference)."""
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(seed)
         self.cfg, self.temperature, self.seed = cfg, temperature, seed
@@ -55,7 +57,9 @@ class Learner:
         # With LoRA it is the base model itself, run with the adapter disabled: no second copy.
         self.reference = None
         if cfg.kl_coef > 0 and not cfg.lora.rank:
-            self.reference = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
+            self.reference = AutoModelForCausalLM.from_pretrained(
+                reference_path or model_path, dtype=getattr(torch, dtype)
+            ).eval()
             self.reference.requires_grad_(False)
         self.optimizer_steps = 0
         if world_size == 1:

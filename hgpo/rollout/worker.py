@@ -22,6 +22,7 @@ from hgpo.weights import weights_digest
 
 log = logging.getLogger(__name__)
 
+
 class RolloutWorker:
     """Plays the episodes it is given with the weights of the last version it received."""
 
@@ -30,6 +31,7 @@ class RolloutWorker:
         self.name = name
         self.env_cfg = env_cfg
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.base_weights = BaseWeights(model_path)  # reads the base only when a LoRA adapter first arrives
         self.engine = make_engine(rollout_cfg, model_path, dtype)
         self.params = SamplingParams(
             max_tokens=rollout_cfg.max_response_tokens,
@@ -78,8 +80,6 @@ class RolloutWorker:
         """Install a new weight version; return the version now held. A LoRA adapter (hgpo.lora) is merged here
         into the base weights, which are read from the initial model's safetensors on first use."""
         if is_adapter(state):
-            if not hasattr(self, "base_weights"):
-                self.base_weights = BaseWeights(self.tokenizer.name_or_path)  # the model_path given to __init__
             state = self.base_weights.merge(state)
         self.engine.load_weights(state, version)
         self.version = version
@@ -96,8 +96,12 @@ class RolloutWorker:
         return self.load_weights(self.broadcast.receive(self.layout, version, bucket_bytes), version)
 
     def weights_digest(self) -> str:
-        """SHA-256 of the engine's weights (transformers engine), to check a sync bit for bit."""
-        return weights_digest(self.engine.model.state_dict())
+        """SHA-256 of the engine's weights, to check a sync bit for bit (transformers engine only: vLLM
+        repacks its weights into its own layout)."""
+        model = getattr(self.engine, "model", None)
+        if model is None:
+            raise NotImplementedError(f"weights_digest needs rollout.engine=hf, not {type(self.engine).__name__}")
+        return weights_digest(model.state_dict())
 
     def get_version(self) -> int:
         return self.version

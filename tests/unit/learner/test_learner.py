@@ -109,3 +109,19 @@ def test_kl_to_reference_is_zero_at_start_and_grows(tiny_model_dir, prompts):
     for _ in range(3):
         last = learner.update(batch)
     assert last["loss/kl"] > 1e-5
+
+
+def test_resumed_learner_keeps_the_starting_policy_as_kl_reference(tiny_model_dir, prompts, tmp_path):
+    engine = HFEngine(tiny_model_dir)
+    cfg = LearnerConfig(lr=1e-2, kl_coef=0.01, num_minibatches=1)
+    batch = batch_from(engine, prompts, 1.0).with_advantages(np.linspace(-1, 1, len(prompts)))
+    first = Learner(cfg, tiny_model_dir, "float32", 1.0, seed=0)
+    for _ in range(3):
+        first.update(batch)
+    first.save(str(tmp_path / "ckpt"))
+    resumed = Learner(cfg, str(tmp_path / "ckpt"), "float32", 1.0, seed=0, reference_path=tiny_model_dir)
+    resumed.load_training_state(str(tmp_path / "ckpt"))
+    start = engine.model.state_dict()
+    for name, value in resumed.reference.state_dict().items():
+        torch.testing.assert_close(value, start[name], rtol=0, atol=0)
+    assert resumed.update(batch)["loss/kl"] > 1e-6  # measured against the start, not against itself
