@@ -10,6 +10,7 @@ on one machine with two generators its best case is about 2x the floor, in paral
 
     .venv/bin/python bench/sync.py             # tiny and 135M
     .venv/bin/python bench/sync.py --quick     # tiny only
+    .venv/bin/python bench/sync.py --gap-s 0   # pushes back to back (default: 1 s apart, like training)
 
 Prints a table and writes bench/results/sync-cpu-<commit>.json (config, machine, per case mean/std/min/max).
 """
@@ -78,7 +79,7 @@ def copy_floor(model_dir: str, repeats: int) -> tuple[list[float], int]:
     return times, sum(v.numel() * v.element_size() for v in state.values())
 
 
-def time_strategy(strategy: str, model_dir: str, repeats: int, lora_rank: int) -> tuple[list[float], int]:
+def time_strategy(strategy: str, model_dir: str, repeats: int, lora_rank: int, gap_s: float) -> tuple[list[float], int]:
     """Seconds per push after a warm-up, and the bytes one push ships."""
     cfg = LearnerConfig(num_cpus=0, torch_threads=1, lora=LoRAConfig(rank=lora_rank))
     learner = LearnerGroup(cfg, model_dir, "float32", 1.0, seed=0, timeout_s=600)
@@ -89,7 +90,10 @@ def time_strategy(strategy: str, model_dir: str, repeats: int, lora_rank: int) -
     else:
         sync = ObjectStoreSync(learner, workers, NAMES, timeout_s=600)
     sync.push(1)  # warm-up: first transfer, allocations (LoRA: the generators read their base weights)
-    stats = [sync.push(version) for version in range(2, repeats + 2)]
+    stats = []
+    for version in range(2, repeats + 2):
+        time.sleep(gap_s)  # a training loop spends its rollout and update between two syncs
+        stats.append(sync.push(version))
     for actor in [*learner.actors, *workers]:
         ray.kill(actor)
     return [s["time/sync_s"] for s in stats], int(stats[0]["sync/bytes"])
@@ -103,6 +107,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model only")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--gap-s", type=float, default=1.0,
+        help="seconds between pushes, as a training loop leaves (0: back to back, which on one machine makes "
+        "Ray's object store allocate fresh, not yet mapped shared memory for every other object store push)",
+    )  # fmt: skip
     args = parser.parse_args()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     rows = []
@@ -115,7 +124,7 @@ def main() -> None:
             rows.append({"model": model, "case": "in-memory copy (floor)", "bytes": nbytes, **summary(floor)})
             for lora_rank in (0, LORA_RANK):
                 for strategy in ("object_store", "collective"):
-                    times, sent = time_strategy(strategy, path, args.repeats, lora_rank)
+                    times, sent = time_strategy(strategy, path, args.repeats, lora_rank, args.gap_s)
                     case = f"{strategy} + lora r{lora_rank}" if lora_rank else strategy
                     rows.append({"model": model, "case": case, "bytes": sent, **summary(times),
                                  "ratio_to_floor": statistics.fmean(times) / statistics.fmean(floor)})  # fmt: skip
@@ -134,7 +143,7 @@ def main() -> None:
     machine = {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
                "ray": ray.__version__, "cpus": 2}  # fmt: skip
     out.write_text(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine,
-                               "repeats": args.repeats, "results": rows}, indent=2))  # fmt: skip
+                               "repeats": args.repeats, "gap_s": args.gap_s, "results": rows}, indent=2))  # fmt: skip
     print(f"wrote {out.relative_to(ROOT)}")
 
 
