@@ -417,6 +417,14 @@ class Config:
             f"rollout.num_workers ({self.rollout.num_workers}) must be <= rollout.num_groups "
             f"({self.rollout.num_groups}): a group never straddles two workers",
         )
+        if self.rollout.engine == "vllm" and self.trainer.ray_address is None:  # local run: workers share this env
+            import importlib.util
+
+            _require(
+                importlib.util.find_spec("vllm") is not None,
+                "rollout.engine=vllm but vllm is not installed here: pip install -e \".[vllm]\" on GPUs, "
+                "bash .ci/vllm-env for the CPU build (docs/engines.md)",
+            )
 
 
 # -- DictConfig -> dataclasses --------------------------------------------------------------------

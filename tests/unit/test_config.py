@@ -64,3 +64,15 @@ def test_resume_path_must_be_a_complete_checkpoint(tmp_path):
         validate_overrides([f"trainer.resume={tmp_path}"])
     (tmp_path / "trainer_state.json").write_text("{}")
     assert validate_overrides([f"trainer.resume={tmp_path}"]).trainer.resume == str(tmp_path)
+
+
+def test_vllm_engine_without_vllm_stops_before_anything_starts():
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is not None:
+        cfg = validate_overrides(["rollout.engine=vllm"])
+        assert cfg.rollout.engine == "vllm"
+        return
+    with pytest.raises(ConfigError, match="vllm is not installed"):
+        validate_overrides(["rollout.engine=vllm"])
+    assert validate_overrides(["rollout.engine=vllm", "trainer.ray_address=auto"]).rollout.engine == "vllm"
