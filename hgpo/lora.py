@@ -92,7 +92,8 @@ class BaseWeights:
 
     def merge(self, payload: Mapping[str, np.ndarray | torch.Tensor]) -> dict[str, torch.Tensor]:
         """The merged weights of every module in `payload` (an adapter that arrived by either sync)."""
-        adapter = numpy_to_tensors(payload)
+        # On the CPU, where the base weights are, also when the adapter came by a CUDA broadcast.
+        adapter = {name: tensor.cpu() for name, tensor in numpy_to_tensors(payload).items()}
         wanted = [f"{name.removesuffix('.lora_A')}.weight" for name in adapter if name.endswith(".lora_A")]
         new = [name for name in wanted if name not in self.weights]
         if new:

@@ -20,12 +20,13 @@ def tensors_to_numpy(tensors: Mapping[str, torch.Tensor]) -> dict[str, np.ndarra
     then sends once.
     """
     state: dict[str, np.ndarray] = {}
-    shared: dict[tuple[int, torch.dtype, tuple[int, ...]], np.ndarray] = {}
+    shared: dict[tuple, np.ndarray] = {}
     for name, tensor in tensors.items():
-        tensor = tensor.detach().to("cpu").contiguous()
-        key = (tensor.data_ptr(), tensor.dtype, tuple(tensor.shape))
+        # Keyed before the copy to the CPU, which would give tied GPU weights two copies.
+        key = (tensor.device, tensor.data_ptr(), tensor.dtype, tuple(tensor.shape), tensor.stride())
         if key not in shared:
-            shared[key] = tensor.view(torch.int16).numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
+            cpu = tensor.detach().to("cpu").contiguous()
+            shared[key] = cpu.view(torch.int16).numpy() if cpu.dtype == torch.bfloat16 else cpu.numpy()
         state[name + (_BF16_SUFFIX if tensor.dtype == torch.bfloat16 else "")] = shared[key]
     return state
 

@@ -1,6 +1,7 @@
 """torch.distributed for the learner ranks: process group, FSDP2 sharding, full state dicts.
 
-The same code runs gloo on CPU (so the test suite exercises it) and NCCL on GPUs.
+The same code runs gloo on CPU (so the test suite exercises it) and NCCL on GPUs. Under NCCL every tensor
+that enters a collective lives on the rank's GPU: the model is moved there before it is sharded.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ def free_address() -> tuple[str, int]:
         return ip, s.getsockname()[1]
 
 
-def init_process_group(address: str, port: int, rank: int, world_size: int, timeout_s: float) -> str:
-    """Join the learners' process group (NCCL when CUDA is available, else gloo); return the backend."""
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+def init_process_group(
+    address: str, port: int, rank: int, world_size: int, timeout_s: float, device: torch.device
+) -> str:
+    """Join the learners' process group (NCCL when the rank's `device` is a GPU, else gloo); return the backend."""
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    # device_id binds NCCL to this rank's GPU up front instead of guessing it at the first collective.
     dist.init_process_group(
         backend, init_method=f"tcp://{address}:{port}", rank=rank, world_size=world_size,
-        timeout=timedelta(seconds=timeout_s),
+        timeout=timedelta(seconds=timeout_s), device_id=device if backend == "nccl" else None,
     )  # fmt: skip
     return backend
 
@@ -53,8 +57,8 @@ def shard_model(model: torch.nn.Module) -> None:
 
 
 def full_state_dict(model: torch.nn.Module, sharded: bool, on_every_rank: bool = False) -> dict[str, torch.Tensor]:
-    """Unsharded weights. When sharded every rank must call; the result is complete on rank 0 only
-    (moved to CPU), or on every rank (where they live) with on_every_rank."""
+    """Unsharded weights: unsharded, the model's own tensors (on its device). When sharded every rank must call;
+    the result is complete on rank 0 only (moved to the CPU), or on every rank (on the device) with on_every_rank."""
     if not sharded:
         return model.state_dict()
     if on_every_rank:
@@ -93,6 +97,7 @@ def load_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimize
 
 
 def all_reduce_sum(values: torch.Tensor, sharded: bool) -> torch.Tensor:
+    """Sum `values` over the ranks in place (when sharded); under NCCL `values` must be on the rank's GPU."""
     if sharded:
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values

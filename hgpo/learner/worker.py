@@ -1,9 +1,11 @@
 """Learner: one rank of the policy update (wrapped as a Ray actor by hgpo.learner.group).
 
 With one rank the model is a plain module; with several, ranks join a torch.distributed group (gloo on
-CPU, NCCL on GPUs) and shard the model with FSDP2. Every rank receives the whole StepBatch and runs
-its share of each mini-batch (hgpo.learner.plan); gradients are summed across ranks, so all ranks end
-each step with identical weights, equal to a one-rank update up to float summation order.
+CPU, NCCL on GPUs) and shard the model with FSDP2. Every rank receives the whole StepBatch and runs its
+share of each mini-batch (hgpo.learner.plan); gradients are summed across ranks, so all ranks end each
+step with identical weights, equal to a one-rank update up to float summation order. A rank trains on its
+GPU when it has one (Ray shows an actor its own GPUs as cuda:0..), else on the CPU; weights leave it as
+CPU tensors or NumPy arrays.
 """
 
 from __future__ import annotations
@@ -46,20 +48,25 @@ class Learner:
         torch.manual_seed(seed)
         self.cfg, self.temperature, self.seed = cfg, temperature, seed
         self.rank, self.world_size, self.sharded = rank, world_size, False
+        self.device = _device()
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # NCCL and FSDP2 use the current device
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.pad_token_id = self.tokenizer.pad_token_id or 0
         self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
         self.lora_scale = cfg.lora.alpha / cfg.lora.rank if cfg.lora.rank else 0.0
         if cfg.lora.rank:  # model_path is then always the base model; a resumed adapter comes with the training state
             self.model = lora.wrap(self.model, cfg.lora)
-        self.model.train()
+        self.model = self.model.to(self.device).train()  # before FSDP shards it: the shards live on the device
         # The KL reference is the starting policy, frozen and unsharded (its forward needs no collective).
         # With LoRA it is the base model itself, run with the adapter disabled: no second copy.
         self.reference = None
         if cfg.kl_coef > 0 and not cfg.lora.rank:
-            self.reference = AutoModelForCausalLM.from_pretrained(
-                reference_path or model_path, dtype=getattr(torch, dtype)
-            ).eval()
+            self.reference = (
+                AutoModelForCausalLM.from_pretrained(reference_path or model_path, dtype=getattr(torch, dtype))
+                .to(self.device)
+                .eval()
+            )
             self.reference.requires_grad_(False)
         self.optimizer_steps = 0
         if world_size == 1:
@@ -71,7 +78,7 @@ class Learner:
 
     def init_distributed(self, address: str, port: int, timeout_s: float) -> str:
         """Join the process group, shard the model with FSDP2 and build the optimizer over the shards."""
-        backend = distributed.init_process_group(address, port, self.rank, self.world_size, timeout_s)
+        backend = distributed.init_process_group(address, port, self.rank, self.world_size, timeout_s, self.device)
         distributed.shard_model(self.model)
         self.sharded = True
         self._build_optimizer()
@@ -87,7 +94,7 @@ class Learner:
 
     # -- forward ----------------------------------------------------------------------------------
     def _inputs(self, batch: StepBatch, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Right-padded (input_ids, attention_mask) and the response mask on the shifted grid (B, L-1).
+        """Right-padded (input_ids, attention_mask) and the response mask on the shifted grid (B, L-1), on the device.
 
         An empty `rows` gives one all-padding row with an empty mask: a forward that contributes
         nothing, which a rank with no work still runs to take part in FSDP's collectives.
@@ -103,7 +110,7 @@ class Learner:
             input_ids[i, : len(p) + len(r)] = torch.from_numpy(np.concatenate([p, r]).astype(np.int64))
             attention_mask[i, : len(p) + len(r)] = 1
             mask[i, len(p) - 1 : len(p) + len(r) - 1] = 1.0
-        return input_ids, attention_mask, mask
+        return input_ids.to(self.device), attention_mask.to(self.device), mask.to(self.device)
 
     def _logprobs(self, model, input_ids, attention_mask, with_entropy: bool):
         """(B, L-1) logprobs of the next tokens under temperature-scaled logits, and their entropy."""
@@ -116,17 +123,15 @@ class Learner:
         """Current and reference logprobs of every response token of `rows`, laid out like
         batch.response_ids.values (zeros elsewhere). Ranks split the rows and sum their parts."""
         lengths = batch.prompt_ids.lengths + batch.response_ids.lengths
-        out = torch.zeros((2, batch.response_ids.values.size), dtype=torch.float64)
+        out = torch.zeros((2, batch.response_ids.values.size), dtype=torch.float64, device=self.device)
         for mb in rank_micro_batches(lengths, rows, self.cfg.micro_batch_tokens, self.rank, self.world_size):
             input_ids, attention_mask, mask = self._inputs(batch, mb)
+            on_grid, positions = mask > 0, torch.from_numpy(_token_positions(batch, mb)).to(self.device)
             current, _ = self._logprobs(self.model, input_ids, attention_mask, with_entropy=False)
-            ref = self._reference_logprobs(input_ids, attention_mask) if self.cfg.kl_coef > 0 else None
-            for i, row in enumerate(mb):
-                span = slice(batch.response_ids.offsets[row], batch.response_ids.offsets[row + 1])
-                out[0, span] = current[i][mask[i] > 0].double()
-                if ref is not None:
-                    out[1, span] = ref[i][mask[i] > 0].double()
-        out = distributed.all_reduce_sum(out, self.sharded).numpy()
+            out[0, positions] = current[on_grid].double()
+            if self.cfg.kl_coef > 0:
+                out[1, positions] = self._reference_logprobs(input_ids, attention_mask)[on_grid].double()
+        out = distributed.all_reduce_sum(out, self.sharded).cpu().numpy()
         return out[0], out[1] if self.cfg.kl_coef > 0 else None
 
     def _reference_logprobs(self, input_ids, attention_mask) -> torch.Tensor:
@@ -144,9 +149,7 @@ class Learner:
         if rows.size == 0:  # every trajectory failed: nothing to learn from, keep the weights
             return {"learner/skipped_steps": float(self.cfg.ppo_epochs * self.cfg.num_minibatches)}
         old_flat, ref_flat = self.recompute_logprobs(batch, rows)
-        used = np.concatenate(
-            [np.arange(batch.response_ids.offsets[r], batch.response_ids.offsets[r + 1]) for r in rows]
-        )
+        used = _token_positions(batch, rows)
         gap = np.abs(old_flat[used] - batch.response_logprobs.values[used])
         lengths = batch.prompt_ids.lengths + batch.response_ids.lengths
         plan = update_plan(
@@ -158,12 +161,12 @@ class Learner:
         grad_norms, skipped, tokens, padded = [], 0, 0, 0
         for minibatch in plan:
             self.optimizer.zero_grad(set_to_none=True)
-            step = torch.zeros(len(STAT_KEYS), dtype=torch.float64)
+            step = torch.zeros(len(STAT_KEYS), dtype=torch.float64, device=self.device)  # NCCL reduces device tensors
             for mb in minibatch.micro_batches:
                 step += self._accumulate(batch, mb, old_flat, ref_flat, minibatch.token_count)
                 tokens += int(lengths[mb].sum())
                 padded += int(lengths[mb].max()) * len(mb) if len(mb) else 0
-            sums += distributed.all_reduce_sum(step, self.sharded).numpy()
+            sums += distributed.all_reduce_sum(step, self.sharded).cpu().numpy()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
             grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
             if math.isfinite(grad_norm):
@@ -194,30 +197,29 @@ class Learner:
         input_ids, attention_mask, mask = self._inputs(batch, rows)
         logprobs, entropy = self._logprobs(self.model, input_ids, attention_mask, with_entropy=True)
         on_grid = mask > 0
-        old, advantages = torch.zeros_like(logprobs), torch.zeros((len(logprobs), 1))  # empty: one dummy row
+        old = torch.zeros_like(logprobs)
+        advantages = torch.zeros((len(logprobs), 1), device=self.device)  # empty: one dummy row
         if len(rows):
-            flat = np.concatenate(
-                [np.arange(batch.response_ids.offsets[r], batch.response_ids.offsets[r + 1]) for r in rows]
-            )
-            old[on_grid] = torch.from_numpy(old_flat[flat]).float()
-            advantages = torch.from_numpy(batch.advantages[rows].astype(np.float32)).reshape(-1, 1)
+            flat = _token_positions(batch, rows)
+            old[on_grid] = torch.from_numpy(old_flat[flat]).to(self.device, torch.float32)
+            advantages = torch.from_numpy(batch.advantages[rows].astype(np.float32)).reshape(-1, 1).to(self.device)
         pg_loss, pg_stats = ppo_clip_loss(
             logprobs, old, advantages, mask, clip_ratio=self.cfg.clip_ratio, clip_ratio_c=self.cfg.clip_ratio_c,
             token_count=token_count,
         )  # fmt: skip
         entropy_mean = (entropy * mask).sum() / token_count
         loss = pg_loss - self.cfg.entropy_coef * entropy_mean
-        kl = torch.zeros(())
+        kl = torch.zeros((), device=self.device)
         if ref_flat is not None:
             ref = torch.zeros_like(logprobs)
             if len(rows):
-                ref[on_grid] = torch.from_numpy(ref_flat[flat]).float()
+                ref[on_grid] = torch.from_numpy(ref_flat[flat]).to(self.device, torch.float32)
             kl = (low_var_kl(logprobs, ref) * mask).sum() / token_count
             loss = loss + self.cfg.kl_coef * kl
         # The loss is a share of the all-rank token mean; FSDP averages gradients, so undo its division.
         (loss * self.world_size if self.sharded else loss).backward()
         values = (pg_loss, entropy_mean, pg_stats["approx_kl"], pg_stats["clip_frac"], kl)
-        return torch.tensor([float(v.detach()) for v in values], dtype=torch.float64)
+        return torch.stack([v.detach().double() for v in values])  # on the device: no sync per micro-batch
 
     # -- weights ----------------------------------------------------------------------------------
     def _sync_state(self) -> dict[str, torch.Tensor]:
@@ -251,8 +253,7 @@ class Learner:
 
     def join_broadcast(self, address: str, port: int, world_size: int, timeout_s: float) -> None:
         """Rank 0 becomes the sender (rank 0) of the generators' broadcast group."""
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.broadcast = BroadcastGroup(address, port, 0, world_size, timeout_s, device)
+        self.broadcast = BroadcastGroup(address, port, 0, world_size, timeout_s, self.device.type)
         self.layout = self.weight_layout()
 
     def broadcast_weights(self, version: int, bucket_bytes: int) -> int:
@@ -264,7 +265,9 @@ class Learner:
         """SHA-256 of the full weights as this rank sees them, with LoRA merged as the generators merge it
         (every rank must call when sharded)."""
         state = distributed.full_state_dict(self.model, self.sharded, on_every_rank=True)
-        return weights_digest(lora.merged_state(state, self.lora_scale) if self.cfg.lora.rank else state)
+        if self.cfg.lora.rank:  # merged on the CPU like hgpo.lora.BaseWeights: a CUDA matmul may round differently
+            state = lora.merged_state({name: tensor.cpu() for name, tensor in state.items()}, self.lora_scale)
+        return weights_digest(state)
 
     def save(self, path: str) -> list[str]:
         """Write a Hugging Face directory (safetensors; with LoRA the merged model plus the adapter in
@@ -302,12 +305,25 @@ class Learner:
             if not (Path(path) / ADAPTER_DIR).is_dir():
                 raise ValueError(f"{path} holds no LoRA adapter: it was trained with learner.lora.rank=0")
             distributed.load_model_state(self.model, lora.load_adapter(Path(path) / ADAPTER_DIR), self.sharded)
-        state = torch.load(Path(path) / TRAINING_STATE, weights_only=True)
+        # On the CPU: torch.set_rng_state takes a CPU tensor, and loading the optimizer moves each state tensor
+        # to its parameter's device (AdamW keeps its `step` counters on the CPU).
+        state = torch.load(Path(path) / TRAINING_STATE, map_location="cpu", weights_only=True)
         distributed.load_optimizer_state(self.model, self.optimizer, state["optimizer"], self.sharded)
         self.scheduler.load_state_dict(state["scheduler"])
         self.optimizer_steps = int(state["optimizer_steps"])
         torch.set_rng_state(state["torch_rng"])
         return self.optimizer_steps
+
+
+def _device() -> torch.device:
+    """This rank's device: its first visible GPU (Ray sets CUDA_VISIBLE_DEVICES per actor), else the CPU."""
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _token_positions(batch: StepBatch, rows: np.ndarray) -> np.ndarray:
+    """Indices into batch.response_ids.values of the response tokens of `rows`, row after row (int64)."""
+    offsets = batch.response_ids.offsets
+    return np.concatenate([np.arange(offsets[r], offsets[r + 1]) for r in rows] + [np.zeros(0, np.int64)])
 
 
 def _peak_memory_gb() -> float:
