@@ -40,6 +40,7 @@ from hgpo.tiny_model import build_model, build_tokenizer
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NAMES = ["rollout-0", "rollout-1"]
+WARMUP_PUSHES = 3
 LORA_RANK = 8
 SMOLLM2_135M = dict(
     hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, max_position_embeddings=2048
@@ -89,9 +90,10 @@ def time_strategy(strategy: str, model_dir: str, repeats: int, lora_rank: int, g
         sync = CollectiveSync(learner, workers, NAMES, timeout_s=600, bucket_bytes=64 << 20)
     else:
         sync = ObjectStoreSync(learner, workers, NAMES, timeout_s=600)
-    sync.push(1)  # warm-up: first transfer, allocations (LoRA: the generators read their base weights)
+    for version in range(1, WARMUP_PUSHES + 1):  # first transfers: allocations, first-touch of object-store
+        sync.push(version)  # pages in every process (LoRA: the generators read their base weights)
     stats = []
-    for version in range(2, repeats + 2):
+    for version in range(WARMUP_PUSHES + 1, WARMUP_PUSHES + repeats + 1):
         time.sleep(gap_s)  # a training loop spends its rollout and update between two syncs
         stats.append(sync.push(version))
     for actor in [*learner.actors, *workers]:
@@ -99,14 +101,17 @@ def time_strategy(strategy: str, model_dir: str, repeats: int, lora_rank: int, g
     return [s["time/sync_s"] for s in stats], int(stats[0]["sync/bytes"])
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.pstdev(values), "min": min(values), "max": max(values)}
+def summary(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values), "median": statistics.median(values), "std": statistics.pstdev(values),
+        "min": min(values), "max": max(values), "samples": values,
+    }  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny model only")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=8)
     parser.add_argument(
         "--gap-s", type=float, default=1.0,
         help="seconds between pushes, as a training loop leaves (0: back to back, which on one machine makes "
@@ -130,12 +135,12 @@ def main() -> None:
                                  "ratio_to_floor": statistics.fmean(times) / statistics.fmean(floor)})  # fmt: skip
     ray.shutdown()
     table = Table(title="weight sync, 1 learner rank -> 2 rollout workers, CPU, one machine")
-    for column in ("model", "case", "MB", "mean ms", "min ms", "x floor"):
+    for column in ("model", "case", "MB", "mean ms", "median ms", "min ms", "x floor (mean)"):
         table.add_column(column, justify="right")
     for r in rows:
         ratio = f"{r['ratio_to_floor']:.1f}" if "ratio_to_floor" in r else "1.0"
         table.add_row(r["model"], r["case"], f"{r['bytes'] / 2**20:.3g}", f"{r['mean'] * 1e3:.1f}",
-                      f"{r['min'] * 1e3:.1f}", ratio)  # fmt: skip
+                      f"{r['median'] * 1e3:.1f}", f"{r['min'] * 1e3:.1f}", ratio)  # fmt: skip
     Console().print(table)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     out = ROOT / "bench" / "results" / f"sync-cpu-{commit.stdout.strip() or 'nocommit'}.json"

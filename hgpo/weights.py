@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -69,6 +70,89 @@ def load_state(model: torch.nn.Module, state: Mapping[str, np.ndarray | torch.Te
                 own[key].copy_(tensor)
             nbytes += tensor.numel() * tensor.element_size()
     return nbytes
+
+
+_ALIGN = 64  # bytes; every entry of a flat buffer starts aligned for any dtype and SIMD loads
+
+
+@dataclass(frozen=True)
+class FlatState:
+    """Weights in one contiguous byte buffer: what the object-store sync ships. Ray copies one large buffer
+    into its store at memory bandwidth, about twice as fast as the same bytes in hundreds of arrays."""
+
+    buffer: np.ndarray
+    """uint8, the bytes of every entry."""
+    entries: tuple[tuple[str, int, tuple[int, ...], str], ...]
+    """(name, byte offset, shape, torch dtype name); tied weights share one offset."""
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Name -> tensor viewing the buffer (no copy)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return _views(torch.from_numpy(self.buffer), self.entries)
+
+
+def _views(base: torch.Tensor, entries: tuple[tuple[str, int, tuple[int, ...], str], ...]) -> dict[str, torch.Tensor]:
+    out = {}
+    for name, offset, shape, dtype in entries:
+        dt = getattr(torch, dtype)
+        nbytes = torch.Size(shape).numel() * torch.empty((), dtype=dt).element_size()
+        out[name] = base[offset : offset + nbytes].view(dt).view(shape)
+    return out
+
+
+class FlatParameters:
+    """Rebinds every weight of a model (state_dict tensors: parameters and persistent buffers) to a view of
+    one contiguous byte buffer on the model's device, so a sync can ship the weights as one buffer without
+    a copy. Build it before the optimizer; nothing may replace a parameter's `.data` afterwards (`check`).
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model
+        tensors = model.state_dict(keep_vars=True)
+        offsets: dict[int, int] = {}  # data_ptr -> offset: tied weights once
+        entries, size = [], 0
+        for name, tensor in tensors.items():
+            ptr = tensor.data_ptr()
+            if ptr not in offsets:
+                offsets[ptr] = size
+                size += -(-tensor.numel() * tensor.element_size() // _ALIGN) * _ALIGN
+            entries.append((name, offsets[ptr], tuple(tensor.shape), str(tensor.dtype).removeprefix("torch.")))
+        device = next(iter(tensors.values())).device
+        self.buffer = torch.empty(size, dtype=torch.uint8, device=device)
+        self.entries = tuple(entries)
+        views = _views(self.buffer, self.entries)
+        with torch.no_grad():
+            done: set[int] = set()
+            for name, tensor in tensors.items():
+                if tensor.data_ptr() in done:
+                    continue
+                done.add(tensor.data_ptr())
+                views[name].copy_(tensor)
+                _tensor_at(model, name).data = views[name]
+
+    def check(self) -> None:
+        """Raise if a weight no longer lives in the buffer (something rebound it)."""
+        base = self.buffer.data_ptr()
+        for name, offset, _, _ in self.entries:
+            if _tensor_at(self.model, name).data_ptr() != base + offset:
+                raise RuntimeError(f"weight {name} was moved out of the flat buffer; the sync would ship stale bytes")
+
+    def export(self) -> FlatState:
+        """The weights as one CPU byte buffer (no copy on CPU; one device-to-host copy on GPUs)."""
+        self.check()
+        return FlatState(self.buffer.detach().cpu().numpy(), self.entries)
+
+    def state_dict_copy(self) -> dict[str, torch.Tensor]:
+        """The weights as separate tensors (tied ones shared), for writers that refuse tensors sharing one
+        storage (safetensors)."""
+        clones: dict[int, torch.Tensor] = {}
+        out = {}
+        for name, tensor in self.model.state_dict().items():
+            if tensor.data_ptr() not in clones:
+                clones[tensor.data_ptr()] = tensor.detach().clone()
+            out[name] = clones[tensor.data_ptr()]
+        return out
 
 
 def _tensor_at(model: torch.nn.Module, name: str) -> torch.Tensor:

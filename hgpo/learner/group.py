@@ -46,8 +46,8 @@ class LearnerGroup:
         return self.wait([a.update.remote(ref) for a in self.actors], "update", timeout_s)[0]
 
     def export_weights(self) -> tuple[ray.ObjectRef, list[ray.ObjectRef]]:
-        """(rank 0's weights as NumPy arrays, refs of every rank's part of the gather to wait on)."""
-        refs = [a.state_numpy.remote() for a in self.actors]
+        """(rank 0's sync state: one flat buffer or NumPy arrays, refs of every rank's part of the gather)."""
+        refs = [a.export_state.remote() for a in self.actors]
         return refs[0], refs
 
     def save(self, path: str) -> list[str]:

@@ -27,7 +27,7 @@ from hgpo.learner import distributed
 from hgpo.learner.loss import low_var_kl, ppo_clip_loss, token_entropy
 from hgpo.learner.plan import rank_micro_batches, update_plan
 from hgpo.sync.broadcast import BroadcastGroup, Layout, layout_of
-from hgpo.weights import tensors_to_numpy, weights_digest
+from hgpo.weights import FlatParameters, FlatState, tensors_to_numpy, weights_digest
 
 TRAINING_STATE = "optimizer.pt"
 ADAPTER_DIR = "adapter"  # LoRA checkpoints: the adapter in peft's format, beside the merged model
@@ -69,6 +69,8 @@ class Learner:
             )
             self.reference.requires_grad_(False)
         self.optimizer_steps = 0
+        # One rank, full weights: the weights live in one flat buffer that the object-store sync ships as is.
+        self.flat = FlatParameters(self.model) if world_size == 1 and not cfg.lora.rank else None
         if world_size == 1:
             self._build_optimizer()
 
@@ -237,6 +239,13 @@ class Learner:
         meta = {n: torch.empty(p.shape, dtype=p.dtype, device="meta") for n, p in self.model.named_parameters()}
         return lora.adapter_payload(meta, self.lora_scale)
 
+    def export_state(self) -> FlatState | dict[str, np.ndarray]:
+        """What the object-store sync ships (rank 0; other ranks take part in a gather and return {}): the flat
+        weight buffer of an unsharded full-weight learner (no copy), else state_numpy()."""
+        if self.flat is not None:
+            return self.flat.export()
+        return self.state_numpy()
+
     def state_numpy(self) -> dict[str, np.ndarray]:
         """The sync state as NumPy arrays (on rank 0; other ranks take part in the gather and return {})."""
         state = self._sync_state()
@@ -273,7 +282,7 @@ class Learner:
         """Write a Hugging Face directory (safetensors; with LoRA the merged model plus the adapter in
         `adapter/`) and optimizer, scheduler and RNG state (rank 0 writes; every rank must call). Refuses
         (ValueError) non-finite weights, so a broken state is never saved."""
-        state = distributed.full_state_dict(self.model, self.sharded)
+        state = self.flat.state_dict_copy() if self.flat else distributed.full_state_dict(self.model, self.sharded)
         optimizer_state = distributed.full_optimizer_state(self.model, self.optimizer, self.sharded)
         if self.rank != 0:
             return []

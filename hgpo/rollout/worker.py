@@ -18,7 +18,7 @@ from hgpo.rollout.engines import SamplingParams, make_engine
 from hgpo.rollout.env_calls import EnvCalls
 from hgpo.rollout.loop import EpisodeSpec, run_episodes
 from hgpo.sync.broadcast import BroadcastGroup, Layout
-from hgpo.weights import weights_digest
+from hgpo.weights import FlatState, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ class RolloutWorker:
     def load_weights(self, state: Mapping[str, np.ndarray | torch.Tensor], version: int) -> int:
         """Install a new weight version; return the version now held. A LoRA adapter (hgpo.lora) is merged here
         into the base weights, which are read from the initial model's safetensors on first use."""
-        if is_adapter(state):
+        if isinstance(state, FlatState):  # one buffer from the object store: views, no copy
+            state = state.tensors()
+        elif is_adapter(state):
             state = self.base_weights.merge(state)
         self.engine.load_weights(state, version)
         self.version = version

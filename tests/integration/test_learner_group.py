@@ -8,6 +8,7 @@ from step_batches import batch_from_prompts
 from hgpo.config import LearnerConfig
 from hgpo.learner.group import LearnerGroup
 from hgpo.rollout.engines.hf import HFEngine
+from hgpo.weights import FlatState
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,9 @@ def test_two_ranks_match_one_rank(local_ray, tiny_model_dir, tmp_path):
     assert len(set(digests)) == 1  # both ranks hold the same full weights
     ref_one, _ = one.export_weights()
     ref_two, refs = two.export_weights()
-    w_one, (w_two, w_rank1) = ray.get(ref_one, timeout=60), ray.get(refs, timeout=60)
+    flat_one, (w_two, w_rank1) = ray.get(ref_one, timeout=60), ray.get(refs, timeout=60)
+    assert isinstance(flat_one, FlatState)  # one unsharded rank ships its flat weight buffer
+    w_one = {name: tensor.numpy() for name, tensor in flat_one.tensors().items()}
     assert w_rank1 == {} and w_one.keys() == w_two.keys()
     for name in w_one:
         # 8 Adam steps at lr 1e-2 amplify float summation-order differences to about 1e-5
