@@ -422,7 +422,7 @@ class Config:
 
             _require(
                 importlib.util.find_spec("vllm") is not None,
-                "rollout.engine=vllm but vllm is not installed here: pip install -e \".[vllm]\" on GPUs, "
+                'rollout.engine=vllm but vllm is not installed here: pip install -e ".[vllm]" on GPUs, '
                 "bash .ci/vllm-env for the CPU build (docs/engines.md)",
             )
 
