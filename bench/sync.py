@@ -141,7 +141,7 @@ def main() -> None:
         ratio = f"{r['ratio_to_floor']:.1f}" if "ratio_to_floor" in r else "1.0"
         table.add_row(r["model"], r["case"], f"{r['bytes'] / 2**20:.3g}", f"{r['mean'] * 1e3:.1f}",
                       f"{r['median'] * 1e3:.1f}", f"{r['min'] * 1e3:.1f}", ratio)  # fmt: skip
-    Console().print(table)
+    Console(width=140).print(table)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     out = ROOT / "bench" / "results" / f"sync-cpu-{commit.stdout.strip() or 'nocommit'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
