@@ -73,11 +73,13 @@ def episode_specs(cfg: Config, iteration: int, workers: int) -> list[list[Episod
     return specs
 
 
-def wasted_tokens(batch, calls: list[int]) -> tuple[int, bool]:
-    """Episodes asked to generate at each turn vs episodes still running at that turn."""
+def wasted_tokens(batch, counting: CountingEngine) -> int:
+    """Tokens the engine generated that no row of the batch holds, plus prompts it got beyond the episodes
+    still running at each turn: 0 when finished episodes generate nothing."""
     _, turns = np.unique(batch.traj_ids, return_counts=True)
-    running = [int(np.sum(turns > t)) for t in range(len(calls))]
-    return sum(max(c - r, 0) for c, r in zip(calls, running)), calls == running
+    running = [int(np.sum(turns > t)) for t in range(len(counting.calls))]
+    extra_prompts = sum(max(c - r, 0) for c, r in zip(counting.calls, running))
+    return extra_prompts + counting.tokens - int(batch.response_ids.lengths.sum())
 
 
 def in_process(cfg: Config, model_path: str, one_by_one: bool, repeats: int) -> dict:
@@ -91,10 +93,9 @@ def in_process(cfg: Config, model_path: str, one_by_one: bool, repeats: int) -> 
         start = time.perf_counter()
         batch, stats = worker.rollout(episode_specs(cfg, r + 1, 1)[0], seed=r)
         times.append(time.perf_counter() - start)
-        steps.append(stats["rollout/env_steps"])
+        steps.append(len(batch))
         tokens.append(counting.tokens)
-        wasted, _ = wasted_tokens(batch, counting.calls)
-        extra.append(wasted + counting.tokens - int(batch.response_ids.lengths.sum()))
+        extra.append(wasted_tokens(batch, counting))
         generate_s.append(stats["rollout/generate_s"])
         env_s.append(stats["rollout/env_s"])
     return summarize(times, steps, tokens, extra, generate_s, env_s, calls=len(counting.calls))
@@ -104,20 +105,19 @@ def with_actors(cfg: Config, model_path: str, workers: int, repeats: int) -> dic
     actor = ray.remote(RolloutWorker).options(num_cpus=1)
     pool = [actor.remote(cfg.env, cfg.rollout, model_path, cfg.model.dtype, f"rollout-{i}") for i in range(workers)]
     ray.get([w.rollout.remote(s, seed=1) for w, s in zip(pool, episode_specs(cfg, 0, workers))], timeout=600)
-    times, steps, tokens, extra, generate_s, env_s = [], [], [], [], [], []
+    times, steps, tokens, generate_s, env_s = [], [], [], [], []
     for r in range(repeats):
         start = time.perf_counter()
         refs = [w.rollout.remote(s, seed=r) for w, s in zip(pool, episode_specs(cfg, r + 1, workers))]
         results = ray.get(refs, timeout=600)
         times.append(time.perf_counter() - start)
-        steps.append(sum(s["rollout/env_steps"] for _, s in results))
-        tokens.append(sum(s["rollout/generated_tokens"] for _, s in results))
-        extra.append(0)  # checked in-process; the actors run the same loop
+        steps.append(sum(len(b) for b, _ in results))
+        tokens.append(sum(int(b.response_ids.lengths.sum()) for b, _ in results))
         generate_s.append(max(s["rollout/generate_s"] for _, s in results))
         env_s.append(max(s["rollout/env_s"] for _, s in results))
     for w in pool:
         ray.kill(w)
-    return summarize(times, steps, tokens, extra, generate_s, env_s, calls=None)
+    return summarize(times, steps, tokens, None, generate_s, env_s, calls=None)  # tokens checked in process
 
 
 def summarize(times, steps, tokens, extra, generate_s, env_s, calls) -> dict:
@@ -130,7 +130,7 @@ def summarize(times, steps, tokens, extra, generate_s, env_s, calls) -> dict:
         "tokens_per_s": statistics.median(k / t for k, t in zip(tokens, times)),
         "generate_s": statistics.median(generate_s),
         "env_s": statistics.median(env_s),
-        "tokens_for_finished_episodes": max(extra),
+        "tokens_for_finished_episodes": max(extra) if extra is not None else None,
         "generate_calls": calls,
         "repeats": len(times),
     }
@@ -163,9 +163,10 @@ def main() -> None:
     for column in ("case", "wall s", "env steps", "steps/s", "tokens/s", "generate s", "env s", "tokens wasted"):
         table.add_column(column, justify="right")
     for r in rows:
+        wasted = r["tokens_for_finished_episodes"]
         table.add_row(r["case"], f"{r['wall_s']:.2f}", f"{r['env_steps']:.0f}", f"{r['env_steps_per_s']:.0f}",
                       f"{r['tokens_per_s']:.0f}", f"{r['generate_s']:.2f}", f"{r['env_s']:.3f}",
-                      str(r["tokens_for_finished_episodes"]))  # fmt: skip
+                      "-" if wasted is None else str(wasted))  # fmt: skip
     Console(width=160).print(table)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
     out = ROOT / "bench" / "results" / f"rollout-cpu-{commit.stdout.strip() or 'nocommit'}.json"

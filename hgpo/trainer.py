@@ -111,7 +111,6 @@ def rollout_metrics(batch: StepBatch, worker_stats: list[dict[str, float]], wall
         "rollout/truncated_rate": total("rollout/truncated_turns") / turns,
         "rollout/prompt_padding_frac": (total("rollout/padded_prompt_tokens") - prompt_tokens) / max(prompt_tokens, 1),
         "rollout/rows": float(len(batch)),
-        "rollout/env_steps": total("rollout/env_steps"),
         "rollout/prompt_tokens_max": float(batch.prompt_ids.lengths.max()) if len(batch) else 0.0,
         "rollout/prompt_tokens_mean": float(batch.prompt_ids.lengths.mean()) if len(batch) else 0.0,
         "rollout/response_tokens_mean": float(response_tokens.mean()) if len(batch) else 0.0,
@@ -119,7 +118,7 @@ def rollout_metrics(batch: StepBatch, worker_stats: list[dict[str, float]], wall
         "rollout/generate_share": total("rollout/generate_s") / max(total("rollout/worker_s"), 1e-9),
         "rollout/env_share": total("rollout/env_s") / max(total("rollout/worker_s"), 1e-9),
         "rollout/worker_idle_share": 1.0 - total("rollout/worker_s") / max(len(worker_stats) * wall_s, 1e-9),
-        "perf/env_steps_per_s": total("rollout/env_steps") / wall_s,
+        "perf/env_steps_per_s": len(batch) / wall_s,  # one row per environment step
         "perf/rollout_tokens_per_s": float(response_tokens.sum()) / wall_s,
         "time/generate_s": max(s["rollout/generate_s"] for s in worker_stats),
         "time/env_s": max(s["rollout/env_s"] for s in worker_stats),

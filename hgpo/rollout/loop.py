@@ -141,8 +141,6 @@ def run_episodes(
         "rollout/failed_trajectories": float(sum(ep.failed for ep in episodes)),
         "rollout/timed_out_trajectories": float(sum(ep.timed_out for ep in episodes)),
         "rollout/won_trajectories": float(sum(ep.won and not ep.failed for ep in episodes)),
-        "rollout/env_steps": float(len(batch)),
-        "rollout/generated_tokens": float(batch.response_ids.lengths.sum()),
         "rollout/turns": float(counts["turns"]),
         "rollout/trimmed_turns": float(counts["trimmed"]),
         "rollout/truncated_turns": float(counts["truncated"]),

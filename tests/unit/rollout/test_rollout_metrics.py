@@ -7,13 +7,13 @@ from hgpo.batch import Ragged, StepBatch
 from hgpo.trainer import rollout_metrics
 
 
-def worker(trajectories, won, failed, turns, trimmed, truncated, prompt, padded, busy_s, gen_s, env_s, steps):
+def worker(trajectories, won, failed, turns, trimmed, truncated, prompt, padded, busy_s, gen_s, env_s):
     return {
         "rollout/trajectories": trajectories, "rollout/won_trajectories": won,
         "rollout/failed_trajectories": failed, "rollout/timed_out_trajectories": 0.0, "rollout/turns": turns,
         "rollout/trimmed_turns": trimmed, "rollout/truncated_turns": truncated, "rollout/prompt_tokens": prompt,
         "rollout/padded_prompt_tokens": padded, "rollout/worker_s": busy_s, "rollout/generate_s": gen_s,
-        "rollout/env_s": env_s, "rollout/env_steps": steps,
+        "rollout/env_s": env_s,
     }  # fmt: skip
 
 
@@ -27,8 +27,8 @@ def test_rates_weight_every_worker_by_its_counts():
         response_logprobs=Ragged.from_rows([[0.0], [0.0, 0.0], [0.0, 0.0, 0.0]], np.float32),
     )  # fmt: skip
     stats = [
-        worker(4, 1, 0, 10, 1, 0, 100, 110, busy_s=2.0, gen_s=1.5, env_s=0.5, steps=10),
-        worker(4, 2, 1, 30, 6, 3, 300, 400, busy_s=1.0, gen_s=0.5, env_s=0.4, steps=30),
+        worker(4, 1, 0, 10, 1, 0, 100, 110, busy_s=2.0, gen_s=1.5, env_s=0.5),
+        worker(4, 2, 1, 30, 6, 3, 300, 400, busy_s=1.0, gen_s=0.5, env_s=0.4),
     ]
     m = rollout_metrics(batch, stats, wall_s=2.0)
     assert m["rollout/success_rate"] == 3 / 8 and m["rollout/failed_rate"] == 1 / 8
@@ -37,6 +37,6 @@ def test_rates_weight_every_worker_by_its_counts():
     assert m["rollout/prompt_padding_frac"] == pytest.approx(110 / 400)
     assert m["rollout/worker_idle_share"] == pytest.approx(1 - 3.0 / 4.0)
     assert m["rollout/generate_share"] == pytest.approx(2.0 / 3.0)
-    assert m["perf/env_steps_per_s"] == 20.0 and m["rollout/generated_tokens"] == 6.0
+    assert m["perf/env_steps_per_s"] == 1.5 and m["rollout/generated_tokens"] == 6.0
     assert m["time/generate_s"] == 1.5 and m["rollout/invalid_rate"] == pytest.approx(1 / 3)
     assert m["rollout/return_mean"] == pytest.approx(0.5) and m["rollout/turns_mean"] == pytest.approx(1.5)
