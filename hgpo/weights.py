@@ -57,7 +57,7 @@ def load_state(model: torch.nn.Module, state: Mapping[str, np.ndarray | torch.Te
     extra = sorted({k.removesuffix(_BF16_SUFFIX) for k in state} - set(own))
     if extra:
         raise ValueError(f"weight update does not match the model: unexpected {extra[:5]}")
-    nbytes = 0
+    installed = 0
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         for key, value in state.items():
@@ -68,8 +68,13 @@ def load_state(model: torch.nn.Module, state: Mapping[str, np.ndarray | torch.Te
                 _tensor_at(model, key).data = tensor
             else:
                 own[key].copy_(tensor)
-            nbytes += tensor.numel() * tensor.element_size()
-    return nbytes
+            installed += tensor.numel() * tensor.element_size()
+    return installed
+
+
+def nbytes(shape: tuple[int, ...], dtype: str) -> int:
+    """Bytes of a tensor of `shape` and torch dtype name `dtype` (e.g. "float32")."""
+    return torch.Size(shape).numel() * torch.empty((), dtype=getattr(torch, dtype)).element_size()
 
 
 _ALIGN = 64  # bytes; every entry of a flat buffer starts aligned for any dtype and SIMD loads
@@ -95,9 +100,7 @@ class FlatState:
 def _views(base: torch.Tensor, entries: tuple[tuple[str, int, tuple[int, ...], str], ...]) -> dict[str, torch.Tensor]:
     out = {}
     for name, offset, shape, dtype in entries:
-        dt = getattr(torch, dtype)
-        nbytes = torch.Size(shape).numel() * torch.empty((), dtype=dt).element_size()
-        out[name] = base[offset : offset + nbytes].view(dt).view(shape)
+        out[name] = base[offset : offset + nbytes(shape, dtype)].view(getattr(torch, dtype)).view(shape)
     return out
 
 

@@ -15,6 +15,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from hgpo.weights import nbytes
+
 Layout = list[tuple[str, tuple[int, ...], str]]  # (name, shape, dtype name) in transfer order
 
 
@@ -22,15 +24,11 @@ def layout_of(state: Mapping[str, torch.Tensor]) -> Layout:
     return [(name, tuple(t.shape), str(t.dtype).removeprefix("torch.")) for name, t in sorted(state.items())]
 
 
-def _nbytes(shape: tuple[int, ...], dtype: str) -> int:
-    return torch.Size(shape).numel() * torch.empty((), dtype=getattr(torch, dtype)).element_size()
-
-
 def buckets(layout: Layout, bucket_bytes: int) -> list[Layout]:
     """Consecutive runs of the layout of at most `bucket_bytes` each (a larger tensor goes alone)."""
     out, current, size = [], [], 0
     for entry in layout:
-        n = _nbytes(entry[1], entry[2])
+        n = nbytes(entry[1], entry[2])
         if current and size + n > bucket_bytes:
             out.append(current)
             current, size = [], 0
@@ -61,7 +59,7 @@ class BroadcastGroup:
 
     def send(self, state: Mapping[str, torch.Tensor], layout: Layout, version: int, bucket_bytes: int) -> int:
         """Broadcast `state` (rank 0); return the bytes sent."""
-        total = sum(_nbytes(shape, dtype) for _, shape, dtype in layout)
+        total = sum(nbytes(shape, dtype) for _, shape, dtype in layout)
         self._broadcast(torch.tensor([version, len(layout), total], dtype=torch.int64, device=self.device))
         for bucket in buckets(layout, bucket_bytes):
             flat = torch.cat([state[name].detach().reshape(-1).view(torch.uint8) for name, _, _ in bucket])
@@ -73,7 +71,7 @@ class BroadcastGroup:
         header = torch.zeros(3, dtype=torch.int64, device=self.device)
         self._broadcast(header)
         sent_version, count, total = (int(x) for x in header.tolist())
-        expected = sum(_nbytes(shape, dtype) for _, shape, dtype in layout)
+        expected = sum(nbytes(shape, dtype) for _, shape, dtype in layout)
         if (sent_version, count, total) != (version, len(layout), expected):
             raise RuntimeError(
                 f"weight broadcast: sender sent v{sent_version} with {count} tensors / {total} bytes, this receiver "
@@ -81,7 +79,7 @@ class BroadcastGroup:
             )
         state = {}
         for bucket in buckets(layout, bucket_bytes):
-            sizes = [_nbytes(shape, dtype) for _, shape, dtype in bucket]
+            sizes = [nbytes(shape, dtype) for _, shape, dtype in bucket]
             flat = torch.empty(sum(sizes), dtype=torch.uint8, device=self.device)
             self._broadcast(flat)
             for (name, shape, dtype), part in zip(bucket, torch.split(flat, sizes)):
