@@ -23,6 +23,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from envs.gold_path import GoldPath
 from envs.optional import import_optional
 
 SPLITS = ("train", "dev", "test")
@@ -63,8 +64,7 @@ class ScienceWorldEnv:
         self._variations: dict[str, list[int]] = {}
         self._obs = ""
         self._score = 0.0
-        self._gold: list[str] = []
-        self._gold_step: int | None = None  # index of the next gold action; None once the episode left the path
+        self._gold = GoldPath()
         self._stepped = False  # whether the running JVM has played a step (see the module docstring)
         self._done = True
 
@@ -87,7 +87,7 @@ class ScienceWorldEnv:
         self._obs, infos = self._env.reset()
         goal = infos["taskDesc"].removeprefix("Task Description:").strip()
         self.task_description = f"{ScienceWorldEnv.task_description} Your task: {goal}"
-        self._gold, self._gold_step = list(self._env.get_gold_action_sequence()), 0
+        self._gold = GoldPath(self._env.get_gold_action_sequence())
         self._score, self._done = 0.0, False
         return self._obs, self._info(won=False)
 
@@ -97,10 +97,7 @@ class ScienceWorldEnv:
         action = " ".join(action_text.split())
         self._obs, _, done, infos = self._env.step(action)
         self._stepped = True
-        if self._gold_step is not None and self._gold_step < len(self._gold) and action == self._gold[self._gold_step]:
-            self._gold_step += 1
-        elif self._obs != UNKNOWN_ACTION:  # an unknown action changes nothing, so the episode stays on the path
-            self._gold_step = None
+        self._gold.record(action, changed_state=self._obs != UNKNOWN_ACTION)  # an unknown action changes nothing
         won = infos["score"] >= 100
         self._score, self._done = max(infos["score"], 0) / 100, bool(done or won)
         return self._obs, self.win_reward if won else 0.0, self._done, self._info(won=won)
@@ -113,9 +110,7 @@ class ScienceWorldEnv:
 
     def expert_action(self) -> str:
         """The next action of the gold sequence; RuntimeError once the episode has left it."""
-        if self._done or self._gold_step is None or self._gold_step >= len(self._gold):
-            raise RuntimeError("no gold action: the episode is over or has left the gold action sequence")
-        return self._gold[self._gold_step]
+        return self._gold.next_action(self._done)
 
     def _info(self, won: bool) -> dict[str, Any]:
         return {"anchor": self._obs, "won": won, "score": self._score}

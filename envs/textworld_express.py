@@ -19,6 +19,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from envs.gold_path import GoldPath
 from envs.optional import import_optional
 
 GAME_NAMES = ("cookingworld", "twc", "coin", "mapreader", "arithmetic", "sorting", "simonsays", "peckingorder")
@@ -47,8 +48,7 @@ class TextWorldExpressEnv:
         self._obs = ""
         self._valid: list[str] = []
         self._score = 0.0
-        self._gold: list[str] = []
-        self._gold_step: int | None = None  # index of the next gold action; None once the episode left the path
+        self._gold = GoldPath()
         self._done = True
 
     def reset(self, seed: int) -> tuple[str, dict[str, Any]]:
@@ -64,7 +64,7 @@ class TextWorldExpressEnv:
         self._obs, infos = self._env.reset(seed=game_seed, gameFold=self.split, generateGoldPath=True)
         self.task_description = f"{TextWorldExpressEnv.task_description} {infos['taskDescription']}"
         self._valid = sorted(infos["validActions"])  # the JVM lists them in no fixed order
-        self._gold, self._gold_step = list(self._env.getGoldActionSequence()), 0
+        self._gold = GoldPath(self._env.getGoldActionSequence())
         self._score, self._done = 0.0, False
         return self._obs, self._info(won=False)
 
@@ -73,10 +73,7 @@ class TextWorldExpressEnv:
             raise RuntimeError("step() after the episode ended; call reset(seed) first")
         action = " ".join(action_text.split())
         self._obs, _, done, infos = self._env.step(action)
-        if self._gold_step is not None and self._gold_step < len(self._gold) and action == self._gold[self._gold_step]:
-            self._gold_step += 1
-        elif self._obs != UNKNOWN_ACTION:  # an unknown action changes nothing, so the episode stays on the path
-            self._gold_step = None
+        self._gold.record(action, changed_state=self._obs != UNKNOWN_ACTION)  # an unknown action changes nothing
         won = bool(infos["tasksuccess"])
         self._done = bool(done or won or infos["taskfailure"])
         self._valid, self._score = sorted(infos["validActions"]), float(infos["score"])
@@ -90,9 +87,7 @@ class TextWorldExpressEnv:
 
     def expert_action(self) -> str:
         """The next action of the game's gold sequence; RuntimeError once the episode has left it."""
-        if self._done or self._gold_step is None or self._gold_step >= len(self._gold):
-            raise RuntimeError("no gold action: the episode is over or has left the gold action sequence")
-        return self._gold[self._gold_step]
+        return self._gold.next_action(self._done)
 
     def _info(self, won: bool) -> dict[str, Any]:
         admissible = [] if self._done else list(self._valid)
