@@ -19,6 +19,7 @@ import torch
 
 from hgpo.config import RolloutConfig
 from hgpo.rollout.engines.base import Generation, SamplingParams
+from hgpo.sync.broadcast import buckets, layout_of
 from hgpo.weights import numpy_to_tensors
 
 log = logging.getLogger(__name__)
@@ -165,19 +166,12 @@ def _check_whole_fused_layers(model: torch.nn.Module, names: list[str]) -> None:
 
 
 def _buckets(tensors: Mapping[str, torch.Tensor], bucket_bytes: int) -> Iterator[list[tuple]]:
-    """Messages of about `bucket_bytes` of plain (name, dtype, shape, bytes) entries: vLLM's RPC carries raw
-    bytes but does not rebuild tensors nested in arguments."""
-    bucket, size = [], 0
-    for name, tensor in tensors.items():
-        tensor = tensor.detach().to("cpu").contiguous()
-        if bucket and size + tensor.nbytes > bucket_bytes:
-            yield bucket
-            bucket, size = [], 0
-        raw = memoryview(tensor.reshape(-1).view(torch.uint8).numpy())  # no copy of CPU tensors
-        bucket.append((name, str(tensor.dtype).removeprefix("torch."), list(tensor.shape), raw))
-        size += tensor.nbytes
-    if bucket:
-        yield bucket
+    """Messages of about `bucket_bytes` (the broadcast's bucketing) of plain (name, dtype, shape, bytes) entries:
+    vLLM's RPC carries raw bytes but does not rebuild tensors nested in arguments."""
+    cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}  # no copy of CPU tensors
+    for bucket in buckets(layout_of(cpu), bucket_bytes):
+        yield [(name, dtype, list(shape), memoryview(cpu[name].reshape(-1).view(torch.uint8).numpy()))
+               for name, shape, dtype in bucket]  # fmt: skip
 
 
 def _generation(completion) -> Generation:
