@@ -4,7 +4,7 @@ Cases, each over the same seeds (trainer.seed; every run starts from the same wa
 default job's for seed 0, so seeds vary the environments and the sampling):
 - default-k{0,1,2}: the default job with trainer.max_staleness = 0, 1, 2;
 - slow-k{0,1,2}: the same with every environment step taking 20 ms (FaultyEnv around KeyRoom, no faults,
-  step_delay_s=0.02: an environment behind a network call);
+  step_delay_s=0.02, or --step-delay: an environment behind a network call);
 - default-colocated: the default job with trainer.placement=colocated (k = 0).
 Each run is `hgpo-train` in its own process and local Ray. Iterations per second count iterations 1..n-1
 (iteration 0 also starts the actors); success is the mean of the last 3 iterations' rollout/success_rate.
@@ -14,6 +14,9 @@ falls on all cases alike; `uptime`'s load average is recorded before every run.
     .venv/bin/python bench/pipeline.py                                  # every case, seeds 0 1 2, 30 iterations
     .venv/bin/python bench/pipeline.py --cases slow-k0 slow-k1 --seeds 0 --iterations 10
     .venv/bin/python bench/pipeline.py --extra learner.torch_threads=1   # overrides added to every run
+    # one core per role on a 2-core machine (the learner and the generators on devices of their own, as on GPUs):
+    .venv/bin/python bench/pipeline.py --iterations 20 \
+        --extra learner.torch_threads=1 rollout.num_workers=1 rollout.env_threads=64
 
 Prints a table and writes bench/results/pipeline-cpu-<commit>.json.
 """
@@ -35,7 +38,7 @@ from rich.console import Console
 from rich.table import Table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SLOW = ["env=faulty", "env.kwargs.every=0", "env.kwargs.step_delay_s=0.02"]
+SLOW = ["env=faulty", "env.kwargs.every=0", "env.kwargs.step_delay_s={delay}"]
 CASES = {
     "default-k0": ["trainer.max_staleness=0"],
     "default-k1": ["trainer.max_staleness=1"],
@@ -51,11 +54,14 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
-def run(case: str, seed: int, iterations: int, model_path: str, out_dir: pathlib.Path, extra: list[str]) -> dict:
+def run(
+    case: str, seed: int, iterations: int, model_path: str, out_dir: pathlib.Path, extra: list[str], step_delay: float
+) -> dict:
     """One hgpo-train run; its summary from metrics.jsonl."""
     run_dir = out_dir / f"{case}-s{seed}"
+    overrides = [o.format(delay=step_delay) for o in CASES[case]]
     cmd = [
-        sys.executable, "-m", "hgpo.train", *CASES[case], *extra, f"trainer.seed={seed}",
+        sys.executable, "-m", "hgpo.train", *overrides, *extra, f"trainer.seed={seed}",
         f"trainer.iterations={iterations}", f"model.path={model_path}", "tracking.wandb=disabled",
         "trainer.resume=never", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
@@ -139,6 +145,7 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--extra", nargs="*", default=[], help="Hydra overrides added to every run")
+    parser.add_argument("--step-delay", type=float, default=0.02, help="seconds each step of the slow-* cases takes")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from hgpo.train import validate_overrides
@@ -149,12 +156,13 @@ def main() -> None:
     out = ROOT / "bench" / "results" / f"pipeline-cpu-{commit.stdout.strip() or 'nocommit'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     machine = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
-    result = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine, "iterations": args.iterations}
+    result = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine, "iterations": args.iterations,
+              "step_delay_s": args.step_delay}  # fmt: skip
     runs = []
     with tempfile.TemporaryDirectory(prefix="hgpo-pipeline-") as tmp:
         for seed in args.seeds:
             for case in args.cases:
-                runs.append(run(case, seed, args.iterations, model_path, pathlib.Path(tmp), args.extra))
+                runs.append(run(case, seed, args.iterations, model_path, pathlib.Path(tmp), args.extra, args.step_delay))
                 r = runs[-1]
                 print(f"{case} seed {seed}: {r['iterations_per_s']:.3f} it/s, success {r['success_last3']:.1%}, "
                       f"load {r['load_before']:.1f}", flush=True)  # fmt: skip
