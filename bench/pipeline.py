@@ -6,7 +6,7 @@ default job's for seed 0, so seeds vary the environments and the sampling):
 - slow-k{0,1,2}: the same with every environment step taking 20 ms (FaultyEnv around KeyRoom, no faults,
   step_delay_s=0.02, or --step-delay: an environment behind a network call);
 - default-colocated: the default job with trainer.placement=colocated (k = 0).
-Each run is `hgpo-train` in its own process and local Ray. Iterations per second count iterations 1..n-1
+Each run is `hgpo-train` in its own process and local Ray, without evaluation and report (not measured). Iterations per second count iterations 1..n-1
 (iteration 0 also starts the actors); success is the mean of the last 3 iterations' rollout/success_rate.
 Cases run interleaved (one seed of every case, then the next seed) so that a change in the machine's load
 falls on all cases alike; `uptime`'s load average is recorded before every run.
@@ -63,6 +63,7 @@ def run(
     cmd = [
         sys.executable, "-m", "hgpo.train", *overrides, *extra, f"trainer.seed={seed}",
         f"trainer.iterations={iterations}", f"model.path={model_path}", "tracking.wandb=disabled",
+        "trainer.eval_every=0", "tracking.report=false",  # evaluation and the report are not what is measured
         "trainer.resume=never", f"hydra.run.dir={run_dir}",
     ]  # fmt: skip
     for attempt in range(3):  # a local Ray can fail to start on a crowded machine: try again, then give up
