@@ -6,8 +6,9 @@ default job's for seed 0, so seeds vary the environments and the sampling):
 - slow-k{0,1,2}: the same with every environment step taking 20 ms (FaultyEnv around KeyRoom, no faults,
   step_delay_s=0.02, or --step-delay: an environment behind a network call);
 - default-colocated: the default job with trainer.placement=colocated (k = 0).
-Each run is `hgpo-train` in its own process and local Ray, without evaluation and report (not measured). Iterations per second count iterations 1..n-1
-(iteration 0 also starts the actors); success is the mean of the last 3 iterations' rollout/success_rate.
+Each run is `hgpo-train` in its own process and local Ray, without evaluation and report (not measured).
+Iterations per second count iterations 1..n-1 (iteration 0 also starts the actors); success is the mean of the
+last 3 iterations' rollout/success_rate.
 Cases run interleaved (one seed of every case, then the next seed) so that a change in the machine's load
 falls on all cases alike; `uptime`'s load average is recorded before every run.
 
@@ -163,7 +164,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hgpo-pipeline-") as tmp:
         for seed in args.seeds:
             for case in args.cases:
-                runs.append(run(case, seed, args.iterations, model_path, pathlib.Path(tmp), args.extra, args.step_delay))
+                tmp_dir = pathlib.Path(tmp)
+                runs.append(run(case, seed, args.iterations, model_path, tmp_dir, args.extra, args.step_delay))
                 r = runs[-1]
                 print(f"{case} seed {seed}: {r['iterations_per_s']:.3f} it/s, success {r['success_last3']:.1%}, "
                       f"load {r['load_before']:.1f}", flush=True)  # fmt: skip
