@@ -25,6 +25,7 @@ Prints a table and writes bench/results/pipeline-cpu-<commit>.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import pathlib
@@ -78,23 +79,36 @@ def run(
     else:
         raise RuntimeError(f"{case} seed {seed} failed 3 times:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
     lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return summarize_run(case, seed, lines) | {"wall_s": wall_s, "load_before": load}
+
+
+HALF = 0.5
+"""Time to learn: the first iteration whose success, averaged over it and the 2 before, reaches HALF."""
+
+
+def summarize_run(case: str, seed: int, lines: list[dict]) -> dict:
+    """One run's numbers from its metrics.jsonl lines (one per iteration, in order)."""
     steady = lines[1:]
 
     def mean(key: str) -> float:
         return statistics.fmean(m[key] for m in steady)
 
+    success = [m["rollout/success_rate"] for m in lines]
+    elapsed = list(itertools.accumulate(m["time/iteration_s"] for m in lines))
+    reached = next((i for i in range(2, len(success)) if statistics.fmean(success[i - 2 : i + 1]) >= HALF), None)
     return {
         "case": case,
         "seed": seed,
         "iterations_per_s": len(steady) / sum(m["time/iteration_s"] for m in steady),
-        "success_last3": statistics.fmean(m["rollout/success_rate"] for m in lines[-3:]),
+        "success_last3": statistics.fmean(success[-3:]),
+        "iteration_to_half": reached,
+        "seconds_to_half": None if reached is None else elapsed[reached],
         "staleness_mean": mean("sched/staleness_mean"),
         "learner_idle_share": mean("time/learner_idle_share"),
         "generator_idle_share": mean("time/generator_idle_share"),
         "rollout_s": mean("time/rollout_s"),
         "update_s": mean("time/update_s"),
-        "wall_s": wall_s,
-        "load_before": load,
+        "success": success,
     }
 
 
@@ -111,10 +125,12 @@ def summarize(runs: list[dict]) -> list[dict]:
             "iterations_per_s_min": min(its),
             "iterations_per_s_max": max(its),
             "success_last3": statistics.fmean(r["success_last3"] for r in mine),
+            "iteration_to_half": [r["iteration_to_half"] for r in mine],
+            "seconds_to_half": [r["seconds_to_half"] for r in mine],
         }
         for key in ("staleness_mean", "learner_idle_share", "generator_idle_share", "rollout_s", "update_s"):
             row[key] = statistics.fmean(r[key] for r in mine)
-        row["load_before"] = statistics.fmean(r["load_before"] for r in mine)
+        row["load_before"] = statistics.fmean(r.get("load_before", float("nan")) for r in mine)
         rows.append(row)
     for row in rows:
         base = next((r for r in rows if r["case"] == row["case"].split("-")[0] + "-k0"), None)
@@ -123,10 +139,15 @@ def summarize(runs: list[dict]) -> list[dict]:
     return rows
 
 
+def per_seed(values: list, fmt: str) -> str:
+    """One value per seed, '-' where the run never got there: '13 / - / 12'."""
+    return " / ".join("-" if v is None else fmt.format(v) for v in values)
+
+
 def print_table(rows: list[dict], iterations: int) -> None:
     table = Table(title=f"schedulers: {iterations} iterations, CPU, mean over seeds (load = 1-min load average)")
-    columns = ("case", "its/s", "min-max", "x k=0", "success", "vs k=0", "staleness", "learner idle",
-               "generator idle", "rollout s", "update s", "load")  # fmt: skip
+    columns = ("case", "its/s", "min-max", "x k=0", "success", "vs k=0", f"it to {HALF:.0%}", f"s to {HALF:.0%}",
+               "staleness", "learner idle", "generator idle", "rollout s", "update s", "load")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     for r in rows:
@@ -134,11 +155,13 @@ def print_table(rows: list[dict], iterations: int) -> None:
         table.add_row(
             r["case"], f"{r['iterations_per_s']:.3f}", spread,
             "-" if r["speedup_vs_k0"] is None else f"{r['speedup_vs_k0']:.2f}", f"{r['success_last3']:.1%}",
-            "-" if r["success_vs_k0"] is None else f"{100 * r['success_vs_k0']:+.1f} pt", f"{r['staleness_mean']:.2f}",
+            "-" if r["success_vs_k0"] is None else f"{100 * r['success_vs_k0']:+.1f} pt",
+            per_seed(r["iteration_to_half"], "{:d}"), per_seed(r["seconds_to_half"], "{:.0f}"),
+            f"{r['staleness_mean']:.2f}",
             f"{r['learner_idle_share']:.0%}", f"{r['generator_idle_share']:.0%}", f"{r['rollout_s']:.2f}",
             f"{r['update_s']:.2f}", f"{r['load_before']:.1f}",
         )  # fmt: skip
-    Console(width=200).print(table)
+    Console(width=240).print(table)
 
 
 def main() -> None:
