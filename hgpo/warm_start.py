@@ -14,6 +14,7 @@ in the `<think>...</think><action>...</action>` format. The result is saved unde
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import random
@@ -95,6 +96,7 @@ def prepare_policy(cfg: Config, source: ModelSource | None = None) -> str:
             "kwargs": cfg.env.kwargs,
             "history_length": cfg.env.history_length,
             "max_steps": cfg.env.max_steps,
+            "source": env_source_digest(cfg.env.name),
         },
         "seed": cfg.trainer.seed,
     }
@@ -105,6 +107,17 @@ def prepare_policy(cfg: Config, source: ModelSource | None = None) -> str:
     recipe["lora"] = vars(cfg.learner.lora) if cfg.learner.lora.rank else None
     recipe["micro_batch_tokens"] = cfg.learner.micro_batch_tokens
     return _cached(cfg, "warm", recipe, lambda out: _warm_start_pretrained(cfg, source.path, out))
+
+
+def env_source_digest(name: str) -> str | None:
+    """Digest of a registered environment's module: when its texts or rules change, so does the warm start's
+    cache key (a model warm-started on the old texts would meet words its tokenizer lacks). None for an import
+    path, which is not imported here."""
+    from envs.registry import ENVIRONMENTS
+
+    if name not in ENVIRONMENTS:
+        return None
+    return hashlib.sha256(Path(inspect.getsourcefile(ENVIRONMENTS[name])).read_bytes()).hexdigest()[:16]
 
 
 def _cached(cfg: Config, prefix: str, recipe: dict, build: Callable[[Path], None]) -> str:

@@ -154,3 +154,28 @@ def test_an_env_with_neither_list_nor_expert_is_named(monkeypatch):
     monkeypatch.setattr("hgpo.warm_start.make_env", lambda name, **kwargs: NoExpertNoList())
     with pytest.raises(ValueError, match=r"model\.warm_start: env 'keyroom' gave no example.*enabled=false"):
         solver_examples(EnvConfig(), WarmStartConfig(episodes=2), seed=0)
+
+
+def test_cache_key_follows_the_environment_source(tmp_path, monkeypatch):
+    """A change to a registered environment's texts or rules builds a new warm start instead of reusing one
+    trained on the old texts."""
+    import importlib.util
+    import sys
+
+    from envs.registry import ENVIRONMENTS
+    from hgpo.warm_start import env_source_digest
+
+    module = tmp_path / "room_env.py"
+
+    def register(text: str) -> str | None:
+        module.write_text(f"class RoomEnv:\n    task_description = {text!r}\n")
+        spec = importlib.util.spec_from_file_location("room_env", module)
+        loaded = importlib.util.module_from_spec(spec)
+        monkeypatch.setitem(sys.modules, "room_env", loaded)
+        spec.loader.exec_module(loaded)
+        monkeypatch.setitem(ENVIRONMENTS, "room", loaded.RoomEnv)
+        return env_source_digest("room")
+
+    first, again, changed = register("Open the door."), register("Open the door."), register("Open the gate.")
+    assert first == again and first != changed
+    assert env_source_digest("package.module:SomeEnv") is None  # an import path is never imported for the key
