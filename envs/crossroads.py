@@ -4,10 +4,8 @@ Every episode has three parts: a crossroads, a trail of `trail_length` bridges a
 crossroads the agent takes one of two paths; the seed decides which path walks the trail first
 (crossroads -> trail -> hall -> road) and which reaches the hall first (crossroads -> hall -> trail ->
 road). Both routes have the same length and the same decisions, so the choice itself is neutral.
-- On the trail, each bridge reads "A sign reads RED. Before you are a blue bridge and a red bridge.":
-  cross the bridge the sign names (no memory needed); the other one ends the game. The sign writes its
-  colour in capitals, a word of its own: with "points to the red bridge" the hgpo tiny model could not
-  tell the sign's colour from the two bridges' even when trained on the solver alone (50% right).
+- On the trail, each bridge reads "A sign points to the red bridge. Before you are a blue bridge and a
+  red bridge.": cross the bridge the sign points to (no memory needed); the other one ends the game.
 - The hall reads the same on both routes ("You are in a hall. Before you are an oak door and an iron
   door."), but the right door depends on the history: the iron door leads to the trail (right if the
   trail is still ahead), the oak door to the road (right once the trail is behind). The previous
@@ -44,7 +42,7 @@ class CrossroadsEnv:
 
     task_description = (
         "Reach the road: walk the trail of bridges and pass the hall, in either order. On the trail cross the "
-        "bridge the sign names. In the hall the iron door leads to the trail and the oak door to the road. "
+        "bridge the sign points to. In the hall the iron door leads to the trail and the oak door to the road. "
         "A wrong choice ends the game."
     )
 
@@ -125,7 +123,7 @@ class CrossroadsEnv:
         return [f"open {d} door" for d in self._doors]
 
     def expert_action(self) -> str:
-        """The solver: the first path listed, the bridge the sign names, the door the history calls for."""
+        """The solver: the first path listed, the bridge the sign points to, the door the history calls for."""
         if self._place == "crossroads":
             return f"take {self._paths[0]} path"
         if self._place == "trail":
@@ -137,7 +135,7 @@ class CrossroadsEnv:
             return f"You stand at a crossroads. A {self._paths[0]} path and a {self._paths[1]} path lead away."
         if self._place == "trail":
             sign, (left, right) = self._bridges[self._bridge]
-            return f"A sign reads {sign.upper()}. Before you are a {left} bridge and a {right} bridge."
+            return f"A sign points to the {sign} bridge. Before you are a {left} bridge and a {right} bridge."
         return f"You are in a hall. Before you are an {self._doors[0]} door and an {self._doors[1]} door."
 
     def _info(self, obs: str, won: bool) -> dict[str, Any]:
