@@ -12,8 +12,10 @@ on something only the history shows: the colour of the key taken one step earlie
 steps by the current state alone (GiGPO's anchor groups, HGPO's level 1) mixes "red key" and "blue key"
 steps; HGPO's deeper levels (which also match the previous state, here the key room, and with
 `history_key: state_action` the action taken in it) separate them. The state text never names the key,
-so a policy needs a memory window of at least one step to solve it, and rooms with the same two colours
-recur within an episode, so states are revisited at different depths.
+so a policy that takes either key must read its memory window to open the right door, and rooms with the
+same two colours recur within an episode, so states are revisited at different depths. With the default
+two colours every room holds both, so a policy can also win without memory by always taking and opening
+the same colour; the tiny model learns exactly that shortcut (docs/results.md, learning curves).
 
 Anything that is not an admissible action leaves the state unchanged (the rollout counts it invalid).
 `expert_action()` returns the solver's action, used by the warm start and by tests.
