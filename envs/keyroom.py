@@ -16,6 +16,8 @@ so a policy that takes either key must read its memory window to open the right 
 same two colours recur within an episode, so states are revisited at different depths. With the default
 two colours every room holds both, so a policy can also win without memory by always taking and opening
 the same colour; the tiny model learns exactly that shortcut (docs/results.md, learning curves).
+`keys_per_room=1` closes it: each room holds one key of a random colour of its two, so the key is forced
+and only the memory window tells which door to open (a memoryless policy wins 1 / 2**num_rooms).
 
 Anything that is not an admissible action leaves the state unchanged (the rollout counts it invalid).
 `expert_action()` returns the solver's action, used by the warm start and by tests.
@@ -36,10 +38,17 @@ class KeyRoomEnv:
     )
 
     def __init__(
-        self, num_rooms: int = 3, colors: tuple[str, ...] | list[str] = ("red", "blue"), win_reward: float = 10.0
+        self,
+        num_rooms: int = 3,
+        colors: tuple[str, ...] | list[str] = ("red", "blue"),
+        win_reward: float = 10.0,
+        keys_per_room: int = 2,
     ):
         if num_rooms < 1:
             raise ValueError(f"num_rooms must be >= 1, got {num_rooms}")
+        if keys_per_room not in (1, 2):
+            raise ValueError(f"keys_per_room must be 1 or 2, got {keys_per_room}")
+        self.keys_per_room = keys_per_room
         if len(set(colors)) < 2:
             raise ValueError(f"colors needs at least two distinct colours, got {list(colors)}")
         self.num_rooms = num_rooms
@@ -59,6 +68,8 @@ class KeyRoomEnv:
             keys, doors = pair[:], pair[:]
             rng.shuffle(keys)
             rng.shuffle(doors)
+            if self.keys_per_room == 1:
+                keys = keys[:1]
             self._rooms.append((keys, doors))
         self._room, self._held, self._done = 0, None, False
         obs = self._observation()
@@ -105,6 +116,8 @@ class KeyRoomEnv:
 
     def _observation(self) -> str:
         keys, doors = self._rooms[self._room]
+        if self._held is None and len(keys) == 1:
+            return f"You are in a room. On the floor lies a {keys[0]} key."
         if self._held is None:
             return f"You are in a room. On the floor lie a {keys[0]} key and a {keys[1]} key."
         return f"You hold a key. Before you are a {doors[0]} door and a {doors[1]} door."

@@ -72,3 +72,27 @@ def test_bad_arguments_are_named():
         make_env("nope")
     with pytest.raises(ValueError, match="rooms"):
         make_env("keyroom", rooms=3)
+
+
+def test_one_key_per_room_leaves_only_memory_to_pick_the_door():
+    """keys_per_room=1: the key is forced, the door observation is the same whichever key it was, and a policy
+    that ignores the history (always the first door listed) wins about 1 / 2**rooms, the solver always."""
+    env = KeyRoomEnv(num_rooms=3, keys_per_room=1)
+    obs, info = env.reset(0)
+    assert obs.startswith("You are in a room. On the floor lies a ") and len(info["admissible_actions"]) == 1
+    held = {}
+    for seed in range(200):  # the same door text is met holding either key
+        env.reset(seed)
+        key = env.admissible_actions()[0].split()[1]
+        obs, _, _, _ = env.step(f"take {key} key")
+        held.setdefault(obs, set()).add(key)
+    assert any(len(keys) == 2 for keys in held.values())
+    wins = [play(env, seed, lambda e, info: info["admissible_actions"][0])[2] for seed in range(400)]
+    assert 0.05 < sum(wins) / len(wins) < 0.2
+    assert all(play(env, seed, lambda e, info: e.expert_action())[2] for seed in range(50))
+    with pytest.raises(ValueError, match="keys_per_room"):
+        KeyRoomEnv(keys_per_room=3)
+
+
+def test_two_keys_per_room_is_the_default_environment():
+    assert KeyRoomEnv().reset(5) == KeyRoomEnv(keys_per_room=2).reset(5)
