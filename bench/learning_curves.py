@@ -53,7 +53,16 @@ COMMON = [
 shared cores; the 8 groups all go to that worker), and timeouts for a loaded machine."""
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 """One torch thread in the driver (the warm start): spinning OpenMP threads crawl on a loaded 2-core machine."""
-ENVS = {"keyroom": ["env=keyroom"], "crossroads": ["env=crossroads"], "sokoban": ["env=sokoban"]}
+WIDE = ["model.tiny.hidden_size=128", "model.tiny.intermediate_size=256", "model.tiny.num_hidden_layers=4"]
+"""A wider, deeper tiny model: the default one (2 layers, 64 wide) cannot read a colour from the current
+observation (Crossroads' sign: 50% right even when imitating the solver); this one can (docs/results.md)."""
+ENVS = {
+    "keyroom": ["env=keyroom"],
+    "crossroads": ["env=crossroads"],
+    "sokoban": ["env=sokoban"],
+    "crossroads-wide": ["env=crossroads", *WIDE],
+    "keyroom-1key-wide": ["env=keyroom", "env.kwargs.keys_per_room=1", *WIDE],
+}
 ESTIMATORS = {
     "grpo": ["algorithm=grpo"],
     "gigpo": ["algorithm=gigpo"],
