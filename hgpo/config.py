@@ -92,7 +92,7 @@ class EnvConfig:
     name: str = "keyroom"
     """A name from envs.ENVIRONMENTS."""
     kwargs: dict[str, Any] = field(
-        default_factory=lambda: {"num_rooms": 3, "colors": ["red", "blue"], "win_reward": 10.0}
+        default_factory=lambda: {"num_rooms": 3, "colors": ["red", "blue"], "win_reward": 10.0, "keys_per_room": 2}
     )
     """Constructor arguments of the environment (checked against its signature at load time)."""
     history_length: int = 2
