@@ -18,6 +18,8 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+PLACES = {"take": "crossroads", "cross": "trail", "open": "hall"}
+"""Where a decision is, from the verb of its actions."""
 
 
 def main() -> None:
@@ -45,7 +47,8 @@ def main() -> None:
         done = False
         while not done:
             right = env.expert_action()
-            if env._place != "crossroads":  # the crossroads' two paths are both right
+            place = PLACES[right.split()[0]]
+            if place != "crossroads":  # the crossroads' two paths are both right
                 message = build_user_message(
                     env.task_description, history[-args.history :] if args.history else [], obs,
                     info["admissible_actions"], len(history),
@@ -59,7 +62,7 @@ def main() -> None:
                         logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0], -1)
                     scores.append(sum(logprobs[i - 1, ids[i]].item() for i in range(start, len(ids))))
                 share = torch.softmax(torch.tensor(scores), 0)[info["admissible_actions"].index(right)].item()
-                shares.setdefault(env._place, []).append(share)
+                shares.setdefault(place, []).append(share)
             history.append((obs, right))
             obs, _, done, info = env.step(right)
     for place, values in shares.items():

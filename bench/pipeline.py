@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+import numpy as np
+from learning_curves import first_reaching  # bench/ is on the path: this file runs as bench/pipeline.py
 from rich.console import Console
 from rich.table import Table
 
@@ -83,7 +85,8 @@ def run(
 
 
 HALF = 0.5
-"""Time to learn: the first iteration whose success, averaged over it and the 2 before, reaches HALF."""
+"""Time to learn: the first iteration whose success, averaged over it and the 2 before (learning_curves.SMOOTH),
+reaches HALF."""
 
 
 def summarize_run(case: str, seed: int, lines: list[dict]) -> dict:
@@ -95,7 +98,7 @@ def summarize_run(case: str, seed: int, lines: list[dict]) -> dict:
 
     success = [m["rollout/success_rate"] for m in lines]
     elapsed = list(itertools.accumulate(m["time/iteration_s"] for m in lines))
-    reached = next((i for i in range(2, len(success)) if statistics.fmean(success[i - 2 : i + 1]) >= HALF), None)
+    reached = first_reaching(np.array(success), HALF)
     return {
         "case": case,
         "seed": seed,
@@ -130,7 +133,7 @@ def summarize(runs: list[dict]) -> list[dict]:
         }
         for key in ("staleness_mean", "learner_idle_share", "generator_idle_share", "rollout_s", "update_s"):
             row[key] = statistics.fmean(r[key] for r in mine)
-        row["load_before"] = statistics.fmean(r.get("load_before", float("nan")) for r in mine)
+        row["load_before"] = statistics.fmean(r["load_before"] for r in mine)
         rows.append(row)
     for row in rows:
         base = next((r for r in rows if r["case"] == row["case"].split("-")[0] + "-k0"), None)
@@ -185,9 +188,9 @@ def main() -> None:
               "step_delay_s": args.step_delay}  # fmt: skip
     runs = []
     with tempfile.TemporaryDirectory(prefix="hgpo-pipeline-") as tmp:
+        tmp_dir = pathlib.Path(tmp)
         for seed in args.seeds:
             for case in args.cases:
-                tmp_dir = pathlib.Path(tmp)
                 runs.append(run(case, seed, args.iterations, model_path, tmp_dir, args.extra, args.step_delay))
                 r = runs[-1]
                 print(f"{case} seed {seed}: {r['iterations_per_s']:.3f} it/s, success {r['success_last3']:.1%}, "

@@ -48,10 +48,10 @@ class KeyRoomEnv:
             raise ValueError(f"num_rooms must be >= 1, got {num_rooms}")
         if keys_per_room not in (1, 2):
             raise ValueError(f"keys_per_room must be 1 or 2, got {keys_per_room}")
-        self.keys_per_room = keys_per_room
         if len(set(colors)) < 2:
             raise ValueError(f"colors needs at least two distinct colours, got {list(colors)}")
         self.num_rooms = num_rooms
+        self.keys_per_room = keys_per_room
         self.colors = tuple(colors)
         self.win_reward = float(win_reward)
         self._rooms: list[tuple[list[str], list[str]]] = []
@@ -68,9 +68,7 @@ class KeyRoomEnv:
             keys, doors = pair[:], pair[:]
             rng.shuffle(keys)
             rng.shuffle(doors)
-            if self.keys_per_room == 1:
-                keys = keys[:1]
-            self._rooms.append((keys, doors))
+            self._rooms.append((keys[: self.keys_per_room], doors))
         self._room, self._held, self._done = 0, None, False
         obs = self._observation()
         return obs, self._info(obs, won=False)
