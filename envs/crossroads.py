@@ -24,6 +24,12 @@ K >= 2), bridge i by the state i steps back. GRPO has one baseline per task and 
 contexts but cannot tell steps apart. With two colours, bridges of the same text recur at
 different positions, which mixes values further. docs/environments.md has the numbers.
 
+`signs=False` takes the signs away: the bridge of the first colour always holds ("Before you are a blue
+bridge and a red bridge.", red holds). Every bridge then reads alike whatever its route or position, so
+the trail pools even more contexts, and the bridge rule is a fixed word a small model learns without
+reading a colour out of the observation (the 2-layer tiny model cannot; docs/results.md). The hall still
+needs the previous observation.
+
 Anything that is not an admissible action leaves the state unchanged (the rollout counts it invalid).
 `expert_action()` returns the solver's action, used by the warm start and by tests.
 """
@@ -47,7 +53,11 @@ class CrossroadsEnv:
     )
 
     def __init__(
-        self, trail_length: int = 2, colors: tuple[str, ...] | list[str] = ("red", "blue"), win_reward: float = 10.0
+        self,
+        trail_length: int = 2,
+        colors: tuple[str, ...] | list[str] = ("red", "blue"),
+        win_reward: float = 10.0,
+        signs: bool = True,
     ):
         if trail_length < 1:
             raise ValueError(f"trail_length must be >= 1, got {trail_length}")
@@ -56,6 +66,11 @@ class CrossroadsEnv:
         self.trail_length = trail_length
         self.colors = tuple(colors)
         self.win_reward = float(win_reward)
+        self.signs = bool(signs)
+        if not self.signs:
+            self.task_description = self.task_description.replace(
+                "cross the bridge the sign points to", f"the {self.colors[0]} bridge holds"
+            )
         self._paths: list[str] = []
         self._trail_first = ""
         self._bridges: list[tuple[str, list[str]]] = []
@@ -70,7 +85,11 @@ class CrossroadsEnv:
         rng = random.Random(seed)
         self._paths = rng.sample(PATHS, 2)
         self._trail_first = rng.choice(PATHS)
-        self._bridges = [(rng.choice(self.colors), rng.sample(self.colors, 2)) for _ in range(self.trail_length)]
+        if self.signs:
+            self._bridges = [(rng.choice(self.colors), rng.sample(self.colors, 2)) for _ in range(self.trail_length)]
+        else:  # the first colour holds, offered beside another in a random order
+            sound, others = self.colors[0], self.colors[1:]
+            self._bridges = [(sound, rng.sample([sound, rng.choice(others)], 2)) for _ in range(self.trail_length)]
         self._doors = rng.sample([ROAD_DOOR, TRAIL_DOOR], 2)
         self._place, self._bridge, self._trail_walked, self._hall_passed = "crossroads", 0, False, False
         obs = self._observation()
@@ -135,7 +154,8 @@ class CrossroadsEnv:
             return f"You stand at a crossroads. A {self._paths[0]} path and a {self._paths[1]} path lead away."
         if self._place == "trail":
             sign, (left, right) = self._bridges[self._bridge]
-            return f"A sign points to the {sign} bridge. Before you are a {left} bridge and a {right} bridge."
+            bridges = f"Before you are a {left} bridge and a {right} bridge."
+            return f"A sign points to the {sign} bridge. {bridges}" if self.signs else bridges
         return f"You are in a hall. Before you are an {self._doors[0]} door and an {self._doors[1]} door."
 
     def _info(self, obs: str, won: bool) -> dict[str, Any]:

@@ -146,3 +146,40 @@ def test_bad_arguments_are_named():
         CrossroadsEnv(colors=["red", "red"])
     with pytest.raises(ValueError, match="doors"):
         make_env("crossroads", doors=3)
+
+
+def test_without_signs_the_first_colour_holds_and_every_bridge_reads_alike():
+    """signs=False: no sign to read, red always offered and always right; bridges on both routes and at every
+    position read alike (two orders), the solver always wins, and the hall still needs the history."""
+    env = CrossroadsEnv(trail_length=3, signs=False)
+    assert "red bridge holds" in env.task_description and "sign" not in env.task_description
+    bridge_texts = set()
+    for seed in range(40):
+        for path in (0, 1):
+
+            def solver(e, info, path=path):
+                actions = info["admissible_actions"]
+                if "path" in actions[0]:
+                    return actions[path]
+                if "bridge" in actions[0]:
+                    assert "cross red bridge" in actions and e.expert_action() == "cross red bridge"
+                return e.expert_action()
+
+            trace, _, won = play(env, seed, solver)
+            assert won
+            bridge_texts |= {obs for obs in trace if "bridge" in obs}
+    assert bridge_texts == {
+        "Before you are a red bridge and a blue bridge.",
+        "Before you are a blue bridge and a red bridge.",
+    }
+
+    def memoryless(e, info):  # red bridge, always the iron door: wins only when the hall comes first
+        actions = info["admissible_actions"]
+        if "path" in actions[0]:
+            return actions[0]
+        return "cross red bridge" if "bridge" in actions[0] else "open iron door"
+
+    wins = [play(env, seed, memoryless)[2] for seed in range(100)]
+    assert 0 < sum(wins) < 100
+    env.reset(3)
+    assert win_probability(env) == pytest.approx(0.5**4)  # three bridges and the hall, each a coin flip
