@@ -110,7 +110,7 @@ def describe_batch(
         detail.trajectories.extend(
             trajectory_records(
                 batch, chosen, returns=returns, level_advantages=level_advantages, bucket_sizes=bucket_sizes,
-                iteration=iteration, policy_version=policy_version, decode=decode,
+                iteration=iteration, policy_version=policy_version, decode=decode, response_format=cfg.rollout.format,
             )
         )  # fmt: skip
     detail.metrics["time/detail_s"] = time.perf_counter() - start

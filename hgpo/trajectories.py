@@ -8,7 +8,7 @@ never re-tokenises). The tracker writes the records to <run_dir>/trajectories.js
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -62,8 +62,10 @@ def trajectory_records(
     iteration: int,
     policy_version: int,
     decode: Decode,
+    response_format: Literal["strict", "lenient"],
 ) -> list[dict[str, Any]]:
-    """One record per trajectory in `traj_ids`, turns in step order.
+    """One record per trajectory in `traj_ids`, turns in step order; actions parsed with the rollout's
+    `response_format` (rollout.format), so they are the actions the environment was given.
 
     returns: float64[N]; level_advantages: float64[N, H+1] (NaN: no item at that level); bucket_sizes:
     int64[N, H+1] (0: the row does not reach that level). Each turn holds the full prompt, the response,
@@ -80,7 +82,7 @@ def trajectory_records(
                 "step": int(batch.step_ids[r]),
                 "prompt": decode(batch.prompt_ids[r], False),
                 "response": response,
-                "action": parse_action(response).action,
+                "action": parse_action(response, response_format=response_format).action,
                 "valid": not bool(batch.invalid[r]),
                 "reward": float(batch.rewards[r]),
                 "return": float(returns[r]),

@@ -28,6 +28,7 @@ def batch(tokenizer):
     encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
     responses = [encode(f"<think> I pick an action . </think><action> {a} </action>") for a in ACTIONS]
     responses[4] = encode("open the red door please")  # not the answer format: invalid
+    responses[0] = encode(f"I pick . </think><action> {ACTIONS[0]} </action>")  # rollout.format lenient: valid
     n = len(STATES)
     return StepBatch(
         group_ids=np.zeros(n, np.int64), traj_ids=np.repeat([0, 1, 2], 3), step_ids=np.tile([0, 1, 2], 3),
@@ -75,6 +76,7 @@ def test_trajectory_records_explain_each_advantage(detail):
     assert [t["step"] for t in won["turns"]] == [0, 1, 2]
     first = won["turns"][0]
     assert first["prompt"].endswith("room A") and first["action"] == "take red key" and first["valid"]
+    assert first["response"].startswith("I pick")  # no <think>: the lenient format (the default) still reads it
     assert first["return"] == pytest.approx(0.95**2 * 10)
     # level 1: A holds returns {9.025 (traj 0), 0 (traj 1)}: +-1 after std normalisation; step 0 has no level 2
     assert first["level_advantages"][0] == pytest.approx(1.0, rel=1e-5) and first["level_advantages"][1] is None
