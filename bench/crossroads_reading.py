@@ -3,11 +3,14 @@
 On the solver's own episodes (seeds 0..N-1) every decision after the crossroads is scored: each admissible
 action's tokens are scored after the prompt the rollout builds (hgpo.rollout.prompts, memory window
 `--history`) and the warm start's response prefix, and the right action's share of the softmax over the
-admissible actions is averaged per place (trail = the bridges, hall = the doors). 0.5 is chance.
+admissible actions is averaged per place: trail = the bridges; the hall on each route, "hall, trail ahead"
+(the iron door is right) and "hall, trail behind" (the oak door). 0.5 is chance; a policy that has not
+learned the history puts the same door first on both routes, so its two hall numbers add up to about 1.
 
     .venv/bin/python bench/crossroads_reading.py ~/.cache/hgpo/tiny-crossroads-<hash>   # a warm-started model
+    .venv/bin/python bench/crossroads_reading.py --no-signs <run dir>/checkpoints/iter_000079/policy    # a trained one
 
-Prints one line per place: `hall 200 mean p(right) 0.996`.
+Prints one line per place: `hall, trail ahead 103 mean p(right) 0.996`.
 """
 
 from __future__ import annotations
@@ -18,8 +21,8 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-PLACES = {"take": "crossroads", "cross": "trail", "open": "hall"}
-"""Where a decision is, from the verb of its actions."""
+PLACES = {"take": "crossroads", "cross": "trail", "open iron": "hall, trail ahead", "open oak": "hall, trail behind"}
+"""Where a decision is, from the solver's action (its verb; at the hall, the door the route calls for)."""
 
 
 def main() -> None:
@@ -35,19 +38,20 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--trail-length", type=int, default=2)
     parser.add_argument("--history", type=int, default=2, help="memory window (env.history_length)")
+    parser.add_argument("--no-signs", action="store_true", help="env.kwargs.signs=false")
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     model = AutoModelForCausalLM.from_pretrained(args.model_dir).eval()
     prefix = f"<think> {THOUGHT} </think><action>"
     shares: dict[str, list[float]] = {}
     for seed in range(args.episodes):
-        env = CrossroadsEnv(trail_length=args.trail_length)
+        env = CrossroadsEnv(trail_length=args.trail_length, signs=not args.no_signs)
         obs, info = env.reset(seed)
         history: list[tuple[str, str]] = []
         done = False
         while not done:
             right = env.expert_action()
-            place = PLACES[right.split()[0]]
+            place = PLACES[right.split()[0]] if right.split()[0] != "open" else PLACES[" ".join(right.split()[:2])]
             if place != "crossroads":  # the crossroads' two paths are both right
                 message = build_user_message(
                     env.task_description, history[-args.history :] if args.history else [], obs,

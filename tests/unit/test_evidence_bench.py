@@ -239,6 +239,8 @@ def test_runner_retries_a_failed_start_and_skips_finished_runs(tmp_path, monkeyp
 
 def test_iterations_and_plan():
     assert curves.parse_iterations(["20", "sokoban=40"], ["keyroom", "sokoban"]) == {"keyroom": 20, "sokoban": 40}
+    defaults = curves.parse_iterations([], ["keyroom", "crossroads-nosign"])
+    assert defaults == {"keyroom": curves.DEFAULT_ITERATIONS, "crossroads-nosign": 80}  # past the memoryless plateau
     with pytest.raises(SystemExit, match="unknown environment 'maze'"):
         curves.parse_iterations(["maze=3"], ["keyroom"])
     args = argparse.Namespace(
