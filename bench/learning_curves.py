@@ -86,7 +86,7 @@ FINAL = 3
 def variants(names: list[str]) -> dict[str, list[str]]:
     table = {}
     for name in names:
-        table.update(ABLATION if name == "ablation" else {name: ESTIMATORS[name]})
+        table.update(ABLATION if name == "ablation" else {name: ESTIMATORS.get(name) or ABLATION[name]})
     return table
 
 
@@ -355,7 +355,7 @@ def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str], in
     plan = []
     for seed in args.seeds:
         for env in args.envs:
-            names = [v for v in args.variants if v != "ablation" or env in args.ablation_envs]
+            names = [v for v in args.variants if v in ESTIMATORS or env in args.ablation_envs]
             plan += [(env, variant, overrides, seed) for variant, overrides in variants(names).items()]
     return plan
 
@@ -386,7 +386,10 @@ does not learn crossroads with signs, and the wide model is too slow for 5 seeds
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--envs", nargs="+", default=COMPARISON, choices=list(ENVS))
-    parser.add_argument("--variants", nargs="+", default=[*ESTIMATORS, "ablation"], choices=[*ESTIMATORS, "ablation"])
+    parser.add_argument(
+        "--variants", nargs="+", default=[*ESTIMATORS, "ablation"], choices=[*ESTIMATORS, "ablation", *ABLATION],
+        help="estimators, 'ablation' (all of HGPO's knobs) or single knobs, e.g. 'hgpo K=1'",
+    )  # fmt: skip
     parser.add_argument(
         "--ablation-envs", nargs="+", default=["crossroads-nosign"], help="environments that get the ablation"
     )

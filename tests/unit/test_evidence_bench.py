@@ -251,6 +251,12 @@ def test_iterations_and_plan():
     )
     plan = curves.planned_runs(args)
     assert len(plan) == 2 * (2 + 2 + len(curves.ABLATION)) and plan[0][3] == 0 and plan[-1][3] == 1
+    args.variants = ["hgpo", "hgpo K=1"]  # a single knob, on the ablation's environments only
+    plan = curves.planned_runs(args)
+    assert [(env, variant) for env, variant, _, seed in plan if seed == 0] == [
+        ("keyroom", "hgpo"), ("crossroads", "hgpo"), ("crossroads", "hgpo K=1")
+    ]  # fmt: skip
+    assert plan[-1][2] == ["algorithm=hgpo", "env.history_length=1"]
 
 
 def test_preflight_names_a_run_config_that_does_not_validate():
