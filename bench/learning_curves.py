@@ -1,8 +1,8 @@
 """Learning curves: GRPO vs GiGPO vs HGPO (and HGPO's knobs) with the tiny model, seeded, same budget.
 
 Each run is a real `hgpo-train` job (Ray actors, tiny model warm-started on the random solver), one
-after another under `nice`, W&B disabled, one rollout worker, the learner and the driver on one torch
-thread each (the shared 2-core machine thrashes with more; see COMMON). Runs land in
+after another under `nice` (or --jobs N side by side), W&B disabled, one rollout worker, the learner and
+the driver on one torch thread each (the shared 2-core machine thrashes with more; see COMMON). Runs land in
 <runs-dir>/<env>/<variant>/s<seed>/. Resumable: a finished run (its metrics.jsonl holds every iteration)
 is never run again and an unfinished one starts again from scratch; a run that fails before its first
 iteration is retried (ATTEMPTS); the table, JSON and plot are rebuilt after every run. Seeds run in the
@@ -11,6 +11,7 @@ environment start from one warm-started model (trainer.seed=0); a seed fixes the
 iteration and the sampling, so estimators compare paired, from the same starting policy.
 
     .venv/bin/python bench/learning_curves.py                 # the whole comparison: run what is missing, render
+    .venv/bin/python bench/learning_curves.py --jobs 2        # two runs at a time (one core each)
     .venv/bin/python bench/learning_curves.py --plan          # list the runs still to do
     .venv/bin/python bench/learning_curves.py --render-only   # table + plot from the runs present
     .venv/bin/python bench/learning_curves.py --seeds 0 --variants grpo gigpo hgpo --iterations 2 \
@@ -296,6 +297,37 @@ def markdown(summary: dict, iterations: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+DYNAMICS = {"loss/entropy": "policy entropy", "adv/zero_share": "share of rows with advantage 0"}
+"""Per-run learner metrics behind a curve's shape: a policy that turns deterministic before it has learned gives
+groups of identical episodes, whose advantages are all 0, so nothing moves it any more."""
+
+
+def read_dynamics(path: pathlib.Path, iterations: int) -> dict[str, list[float]] | None:
+    """DYNAMICS metrics of a finished run per iteration (None if unfinished or a metric is missing)."""
+    rows = read_metrics(path)[:iterations]
+    if len(rows) < iterations or not all(key in rows[0] for key in DYNAMICS):
+        return None
+    return {key: [r[key] for r in rows] for key in DYNAMICS}
+
+
+def dynamics_table(runs: pathlib.Path, envs: list[str], names: list[str], seeds: list[int], iterations: dict) -> str:
+    """Per run: iterations to 90% and each DYNAMICS metric at iterations 20-39 (the plateau, where there is one)
+    and over the last FINAL iterations."""
+    head = [f"{label}, {when}" for label in DYNAMICS.values() for when in ("iterations 20-39", "last 3")]
+    lines = [f"| env | variant | seed | iterations to 90% | {' | '.join(head)} |", "|---" * (4 + len(head)) + "|"]
+    for env in envs:
+        for variant in variants([n for n in names if n in ESTIMATORS or n == "ablation" or n in ABLATION]):
+            for seed in seeds:
+                path = run_dir(runs, env, variant, seed)
+                dyn = read_dynamics(path, iterations[env])
+                if dyn is None:
+                    continue
+                to90 = first_reaching(np.array(read_success(path)[: iterations[env]]), 0.9)
+                cells = [f"{np.mean(dyn[k][20:40]):.2f} | {np.mean(dyn[k][-FINAL:]):.2f}" for k in DYNAMICS]
+                lines.append(f"| {env} | {variant} | {seed} | {'-' if to90 is None else to90} | {' | '.join(cells)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def plot(summary: dict, path: pathlib.Path) -> None:
     """Mean success per iteration with the min-max band over seeds, one panel per environment (+ ablation)."""
     plt = pyplot()
@@ -443,6 +475,7 @@ def render(args: argparse.Namespace, iterations: dict[str, int], wall_s: float, 
     }
     records = run_records(args.runs_dir, args.envs, args.variants, args.seeds)
     table = markdown(summary, iterations)
+    dynamics = dynamics_table(args.runs_dir, args.envs, args.variants, args.seeds, iterations)
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     out = ROOT / "bench" / "results" / f"learning_curves-{args.runs_dir.name}-{commit}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -465,6 +498,9 @@ def render(args: argparse.Namespace, iterations: dict[str, int], wall_s: float, 
         "",
         "![learning curves](images/learning_curves.png)",
     ]
+    if dynamics:
+        legend = ", ".join(f"{label} (`{key}`)" for key, label in DYNAMICS.items())
+        lines += ["", f"Per run: {legend}.", "", dynamics]
     replace_section(args.docs_dir / "results.md", "learning-curves-table", "\n".join(lines))
     if not quiet:
         print(table)
