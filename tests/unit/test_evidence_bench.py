@@ -173,12 +173,14 @@ def test_dynamics_table_reports_the_plateau_and_the_end_of_each_finished_run(tmp
     rows = [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
     for i, row in enumerate(rows):  # entropy 0.3 until iteration 29, then 0.1; zero share 0.2 from iteration 30
         row |= {"loss/entropy": 0.3 if i < 30 else 0.1, "adv/zero_share": 0.0 if i < 30 else 0.2}
+        if i % 10 == 9:  # held-out evaluation every 10 iterations: 0.5, 0.5, 0.5, 1.0
+            row[curves.EVAL_KEY] = 1.0 if i == 39 else 0.5
     (path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     write_run(runs, "crossroads-nosign", "grpo", 0, [0.5] * 40)  # no learner metrics: left out
     table = curves.dynamics_table(runs, ["crossroads-nosign"], ["grpo", "hgpo"], [0, 1], {"crossroads-nosign": 40})
     (row,) = [line for line in table.splitlines() if line.startswith("| crossroads-nosign")]
     # 90% first reached by the 3-iteration mean at iteration 32; iterations 20-39 average half and half
-    assert row == "| crossroads-nosign | hgpo | 0 | 32 | 0.20 | 0.10 | 0.10 | 0.20 |"
+    assert row == "| crossroads-nosign | hgpo | 0 | 32 | 39 | 0.20 | 0.10 | 0.10 | 0.20 |"
     assert curves.dynamics_table(runs, ["crossroads-nosign"], ["grpo"], [0], {"crossroads-nosign": 40}) == ""
 
 
