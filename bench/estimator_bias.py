@@ -53,6 +53,7 @@ from hgpo.advantages import discounted_returns, gigpo_advantages, grpo_advantage
 ENVS = {
     "keyroom": Task(lambda: KeyRoomEnv(num_rooms=3), max_steps=10),
     "crossroads": Task(lambda: CrossroadsEnv(trail_length=2), max_steps=10),
+    "crossroads-nosign": Task(lambda: CrossroadsEnv(trail_length=2, signs=False), max_steps=10),
 }
 POLICIES = {
     "momentum": ScriptedPolicy(skill=0.5, momentum=0.6),
