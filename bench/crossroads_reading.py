@@ -25,6 +25,11 @@ PLACES = {"take": "crossroads", "cross": "trail", "open iron": "hall, trail ahea
 """Where a decision is, from the solver's action (its verb; at the hall, the door the route calls for)."""
 
 
+def place_of(right: str) -> str:
+    words = right.split()
+    return PLACES[" ".join(words[:2])] if words[0] == "open" else PLACES[words[0]]
+
+
 def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -51,7 +56,7 @@ def main() -> None:
         done = False
         while not done:
             right = env.expert_action()
-            place = PLACES[right.split()[0]] if right.split()[0] != "open" else PLACES[" ".join(right.split()[:2])]
+            place = place_of(right)
             if place != "crossroads":  # the crossroads' two paths are both right
                 message = build_user_message(
                     env.task_description, history[-args.history :] if args.history else [], obs,
