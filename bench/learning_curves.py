@@ -302,14 +302,6 @@ DYNAMICS = {"loss/entropy": "policy entropy", "adv/zero_share": "share of rows w
 groups of identical episodes, whose advantages are all 0, so nothing moves it any more."""
 
 
-def read_dynamics(path: pathlib.Path, iterations: int) -> dict[str, list[float]] | None:
-    """DYNAMICS metrics of a finished run per iteration (None if unfinished or a metric is missing)."""
-    rows = read_metrics(path)[:iterations]
-    if len(rows) < iterations or not all(key in rows[0] for key in DYNAMICS):
-        return None
-    return {key: [r[key] for r in rows] for key in DYNAMICS}
-
-
 def dynamics_table(runs: pathlib.Path, envs: list[str], names: list[str], seeds: list[int], iterations: dict) -> str:
     """Per run: iterations to 90%, the first held-out evaluation at >= 90%, and each DYNAMICS metric at
     iterations 20-39 (the plateau, where there is one) and over the last FINAL iterations."""
@@ -317,16 +309,17 @@ def dynamics_table(runs: pathlib.Path, envs: list[str], names: list[str], seeds:
     head += [f"{label}, {when}" for label in DYNAMICS.values() for when in ("iterations 20-39", "last 3")]
     lines = [f"| env | variant | seed | {' | '.join(head)} |", "|---" * (3 + len(head)) + "|"]
     for env in envs:
-        for variant in variants([n for n in names if n in ESTIMATORS or n == "ablation" or n in ABLATION]):
+        for variant in variants(names):
             for seed in seeds:
-                path = run_dir(runs, env, variant, seed)
-                dyn = read_dynamics(path, iterations[env])
-                if dyn is None:
-                    continue
-                to90 = first_reaching(np.array(read_success(path)[: iterations[env]]), 0.9)
-                evals = [r["iteration"] for r in read_metrics(path)[: iterations[env]] if r.get(EVAL_KEY, 0) >= 0.9]
+                rows = read_metrics(run_dir(runs, env, variant, seed))[: iterations[env]]
+                if len(rows) < iterations[env] or not all(key in rows[0] for key in DYNAMICS):
+                    continue  # unfinished, or without the learner's metrics
+                to90 = first_reaching(np.array([r["rollout/success_rate"] for r in rows]), 0.9)
+                evals = [r["iteration"] for r in rows if r.get(EVAL_KEY, 0) >= 0.9]
                 cells = ["-" if to90 is None else str(to90), str(evals[0]) if evals else "-"]
-                cells += [f"{np.mean(dyn[k][20:40]):.2f} | {np.mean(dyn[k][-FINAL:]):.2f}" for k in DYNAMICS]
+                for key in DYNAMICS:
+                    series = [r[key] for r in rows]
+                    cells.append(f"{np.mean(series[20:40]):.2f} | {np.mean(series[-FINAL:]):.2f}")
                 lines.append(f"| {env} | {variant} | {seed} | {' | '.join(cells)} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
