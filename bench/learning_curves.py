@@ -167,6 +167,9 @@ def preflight(plan: list[tuple[str, str, list[str], int]]) -> None:
         raise SystemExit(f"learning_curves: a run's config does not validate, nothing ran:\n{out.stderr.strip()}")
 
 
+RECORD = "bench_run.json"
+"""The runner's record of a run (command, attempt, rc, wall time, load), beside the trainer's own run.json. Runs
+from before it had its own name wrote it to run.json (read_record reads both)."""
 ATTEMPTS = 3
 """A run that fails before its first iteration (a warm start or Ray start-up that fails on a loaded machine) is
 started again, up to this many times in all; then the comparison moves on and a later invocation tries again."""
@@ -175,7 +178,7 @@ started again, up to this many times in all; then the comparison moves on and a 
 def run_one(
     runs: pathlib.Path, env: str, variant: str, overrides: list[str], seed: int, iterations: int, timeout_s: int
 ) -> bool:
-    """One hgpo-train job, niced, its command, wall time and load saved next to it in run.json.
+    """One hgpo-train job, niced, its command, wall time and load saved next to it in RECORD.
 
     Returns False when the run was already finished (nothing ran). An unfinished run starts again from scratch.
     """
@@ -209,7 +212,7 @@ def run_one(
                 except subprocess.TimeoutExpired:
                     record["rc"] = "timeout"
         record |= {"wall_s": time.perf_counter() - start, "load_after": uptime()}
-        (out / "run.json").write_text(json.dumps(record, indent=1))
+        (out / RECORD).write_text(json.dumps(record, indent=1))
         done = len(read_success(out))
         print(f"    rc={record['rc']}, {record['wall_s']:.0f} s, {done} iterations", flush=True)
         if record["rc"] == 0 or done > 0:
@@ -372,10 +375,21 @@ def run_records(runs: pathlib.Path, envs: list[str], names: list[str], seeds: li
     for env in envs:
         for variant in variants(names):
             for seed in seeds:
-                path = run_dir(runs, env, variant, seed) / "run.json"
-                if path.is_file():
-                    out.append({"env": env, "variant": variant, "seed": seed} | json.loads(path.read_text()))
+                record = read_record(run_dir(runs, env, variant, seed))
+                if record:
+                    out.append({"env": env, "variant": variant, "seed": seed} | record)
     return out
+
+
+def read_record(path: pathlib.Path) -> dict | None:
+    """The runner's record of the run in `path`: RECORD, or an older run's run.json when it is the runner's (it
+    has wall_s; the trainer's run.json has not)."""
+    for name in (RECORD, "run.json"):
+        if (path / name).is_file():
+            record = json.loads((path / name).read_text())
+            if "wall_s" in record:
+                return record
+    return None
 
 
 def planned_runs(args: argparse.Namespace) -> list[tuple[str, str, list[str], int]]:
@@ -479,14 +493,19 @@ def render(args: argparse.Namespace, iterations: dict[str, int], wall_s: float, 
     out.write_text(json.dumps({"meta": meta, "iterations": iterations, "summary": summary, "runs": records}, indent=1))
     plot(summary, args.docs_dir / "images" / "learning_curves.png")
     walls = [r["wall_s"] - r.get("warm_start_s", 0.0) for r in records if r.get("rc") == 0]
+    finished = sum(
+        len(curve) >= iterations[env] for env, by_variant in curves.items() for c in by_variant.values()
+        for curve in c.values()
+    )  # fmt: skip
     try:
         where = args.runs_dir.resolve().relative_to(ROOT)
     except ValueError:
         where = args.runs_dir
     lines = [
-        f"Rendered by `bench/learning_curves.py {' '.join(sys.argv[1:])}` at commit {commit} from {len(records)} "
-        f"runs in {where}/ ({len(walls)} finished; wall time per finished run, warm start excluded: median "
-        f"{np.median(walls) if walls else 0:.0f} s, range {min(walls, default=0):.0f}-{max(walls, default=0):.0f} s; "
+        f"Rendered by `bench/learning_curves.py {' '.join(sys.argv[1:])}` at commit {commit} from {finished} "
+        f"finished runs in {where}/ (wall time of the {len(walls)} with the runner's record, warm start excluded: "
+        f"median {np.median(walls) if walls else 0:.0f} s, "
+        f"range {min(walls, default=0):.0f}-{max(walls, default=0):.0f} s; "
         f"load at render: {meta['load_now']}). ± is the standard deviation over seeds; the plot's band is the "
         "min-max over seeds.",
         "",

@@ -152,8 +152,9 @@ def test_replace_section_keeps_the_rest(tmp_path):
     assert text.count("<!-- demo:begin -->") == 1
 
 
-def write_run(runs, env, variant, seed, curve, eval_success=None, torn=False):
-    """A run directory as hgpo-train leaves it: one metrics.jsonl line per iteration (eval on the last one)."""
+def write_run(runs, env, variant, seed, curve, eval_success=None, torn=False, legacy=False):
+    """A run directory as hgpo-train leaves it: one metrics.jsonl line per iteration (eval on the last one), the
+    trainer's run.json and the runner's record (`legacy`: an older run's, written to run.json instead)."""
     path = curves.run_dir(runs, env, variant, seed)
     path.mkdir(parents=True)
     lines = []
@@ -163,7 +164,8 @@ def write_run(runs, env, variant, seed, curve, eval_success=None, torn=False):
             row[curves.EVAL_KEY] = eval_success
         lines.append(json.dumps(row))
     (path / "metrics.jsonl").write_text("\n".join(lines) + ('\n{"iteration": 9, "rollo' if torn else "\n"))
-    (path / "run.json").write_text(json.dumps({"rc": 0, "wall_s": 100.0 + seed}))
+    (path / "run.json").write_text(json.dumps({"name": "the trainer's own record", "wandb_id": None}))
+    (path / ("run.json" if legacy else curves.RECORD)).write_text(json.dumps({"rc": 0, "wall_s": 100.0 + seed}))
 
 
 def test_dynamics_table_reports_the_plateau_and_the_end_of_each_finished_run(tmp_path):
@@ -191,7 +193,7 @@ def test_render_writes_table_plot_json_and_docs_section(tmp_path, monkeypatch):
     rising, flat = [0.1, 0.3, 0.5, 0.7, 0.9, 1.0], [0.1] * 6
     for seed in (0, 1):
         write_run(runs, "keyroom", "hgpo", seed, rising, eval_success=0.8 + 0.1 * seed)
-        write_run(runs, "keyroom", "grpo", seed, flat, torn=seed == 1)
+        write_run(runs, "keyroom", "grpo", seed, flat, torn=seed == 1, legacy=seed == 1)
     write_run(runs, "keyroom", "gigpo", 0, rising[:4])  # unfinished: left out
     monkeypatch.setattr(curves, "ROOT", tmp_path)
     argv = ["learning_curves.py", "--render-only", "--envs", "keyroom", "--variants", "grpo", "gigpo", "hgpo"]
@@ -215,7 +217,14 @@ def test_render_writes_table_plot_json_and_docs_section(tmp_path, monkeypatch):
     assert "| keyroom | gigpo |" not in text and "![learning curves](images/learning_curves.png)" in text
     assert (docs / "images" / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"
     (saved,) = (tmp_path / "bench" / "results").glob("learning_curves-runs-*.json")
-    summary = json.loads(saved.read_text())["summary"]["keyroom"]
+    # 4 finished runs (the torn last line is dropped); wall times from the runners' records, old-style one included
+    assert "from 4 finished runs" in text and "wall time of the 5 with the runner's record" in text
+    assert "median 100 s, range 100-101 s" in text
+    saved = json.loads(saved.read_text())
+    assert sorted((r["variant"], r["seed"], r["wall_s"]) for r in saved["runs"]) == [
+        ("gigpo", 0, 100.0), ("grpo", 0, 100.0), ("grpo", 1, 101.0), ("hgpo", 0, 100.0), ("hgpo", 1, 101.0)
+    ]  # fmt: skip
+    summary = saved["summary"]["keyroom"]
     assert summary["hgpo"]["eval"] == [pytest.approx(0.8), pytest.approx(0.9)] and summary["gigpo"] == {"seeds": []}
 
 
@@ -239,7 +248,7 @@ def test_runner_retries_a_failed_start_and_skips_finished_runs(tmp_path, monkeyp
     monkeypatch.setattr(curves, "warm_start", lambda overrides: "/policy")
     runs = tmp_path / "runs"
     assert curves.run_one(runs, "keyroom", "hgpo", ["algorithm=hgpo"], 0, 3, timeout_s=60)
-    record = json.loads((curves.run_dir(runs, "keyroom", "hgpo", 0) / "run.json").read_text())
+    record = json.loads((curves.run_dir(runs, "keyroom", "hgpo", 0) / curves.RECORD).read_text())
     assert record["attempt"] == 2 and record["rc"] == 0 and "model.path=/policy" in record["command"]
     assert 0 <= record["warm_start_s"] < record["wall_s"]
     assert curves.read_success(curves.run_dir(runs, "keyroom", "hgpo", 0)) == [0.5] * 3
@@ -251,7 +260,7 @@ def test_runner_retries_a_failed_start_and_skips_finished_runs(tmp_path, monkeyp
 
     monkeypatch.setattr(curves, "warm_start", broken)
     assert curves.run_one(runs, "keyroom", "hgpo", ["algorithm=hgpo"], 1, 3, timeout_s=60)
-    record = json.loads((curves.run_dir(runs, "keyroom", "hgpo", 1) / "run.json").read_text())
+    record = json.loads((curves.run_dir(runs, "keyroom", "hgpo", 1) / curves.RECORD).read_text())
     assert record["attempt"] == curves.ATTEMPTS and "disk full" in record["rc"]
 
 
