@@ -202,6 +202,22 @@ def find_shortfalls(
     return problems
 
 
+def cpu_learner_warning(plan: Sequence[RolePlan], cluster: Mapping[str, float]) -> str | None:
+    """A warning when the learner reserves no GPU on a cluster that has some, None otherwise. Ray (2.47 and
+    later) leaves CUDA_VISIBLE_DEVICES alone for an actor that reserves no GPU, so each rank trains on the
+    first GPU of its node, which Ray may also give to a generator that reserved it; on a node without GPUs,
+    on the CPU. Fine for the tiny model on a workstation, a mistake for a model given by model.path."""
+    roles = [m for r in plan for m in (r, *r.members)]
+    learner = next(m for m in roles if m.role == "learner")
+    if "GPU" in learner.resources or cluster.get("GPU", 0.0) <= 0:
+        return None
+    return (
+        f"the learner reserves no GPU but the cluster has {cluster['GPU']:g}: its {learner.count} rank(s) use "
+        "whatever device their node shows (the first GPU, which Ray may also give to a generator, or the CPU). "
+        "Set learner.num_gpus_per_rank=1 to give each rank a GPU of its own."
+    )
+
+
 def memory_preflight(cfg: Config) -> tuple[str, list[str]]:
     """(a report: the predicted memory per learner rank and per generator, hgpo.memory; what does not fit, with
     the keys to change). GPU memory comes from trainer.gpu_memory_gb or this machine's GPUs; unknown: no check."""
@@ -317,6 +333,8 @@ class Placement:
             raise RuntimeError(
                 "placement: the cluster cannot hold this job, nothing was started:\n  " + "\n  ".join(problems)
             )
+        if warning := cpu_learner_warning(plan, ray.cluster_resources()):
+            log.warning("placement: %s", warning)
         roles = [r for r in plan if r.resources]
         groups = {
             r.role: placement_group([dict(r.resources)] * r.count, strategy=r.strategy, name=r.name) for r in roles
