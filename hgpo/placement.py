@@ -202,9 +202,9 @@ def find_shortfalls(
     return problems
 
 
-def cpu_learner_warning(plan: Sequence[RolePlan], cluster: Mapping[str, float]) -> str | None:
-    """A warning when the learner reserves no GPU on a cluster that has some, None otherwise. Ray (2.47 and
-    later) leaves CUDA_VISIBLE_DEVICES alone for an actor that reserves no GPU, so each rank trains on the
+def learner_gpu_warning(plan: Sequence[RolePlan], cluster: Mapping[str, float]) -> str | None:
+    """A warning when the learner reserves no GPU on a cluster that has some, None otherwise. Ray (2.60 here)
+    leaves CUDA_VISIBLE_DEVICES alone for an actor that reserves no GPU, so each rank trains on the
     first GPU of its node, which Ray may also give to a generator that reserved it; on a node without GPUs,
     on the CPU. Fine for the tiny model on a workstation, a mistake for a model given by model.path."""
     roles = [m for r in plan for m in (r, *r.members)]
@@ -333,7 +333,7 @@ class Placement:
             raise RuntimeError(
                 "placement: the cluster cannot hold this job, nothing was started:\n  " + "\n  ".join(problems)
             )
-        if warning := cpu_learner_warning(plan, ray.cluster_resources()):
+        if warning := learner_gpu_warning(plan, ray.cluster_resources()):
             log.warning("placement: %s", warning)
         roles = [r for r in plan if r.resources]
         groups = {

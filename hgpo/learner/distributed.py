@@ -24,25 +24,36 @@ from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule, MixedPrecisionP
 FULL_ON_CPU = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
-def free_address(ip: str) -> tuple[str, int]:
-    """`ip` (this node's IP, as Ray knows it: the hostname resolves to 127.0.x.1 on many hosts) and a TCP port
-    free on it, for rank 0 to host the rendezvous."""
-    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET) as s:
-        s.bind((ip, 0))
-        return ip, s.getsockname()[1]
+def listen(ip: str, port: int = 0) -> socket.socket:
+    """A TCP socket listening on `ip` only (`ip`: this node's IP, as Ray knows it: the hostname resolves to
+    127.0.x.1 on many hosts), on `port` (0: a free one), for rank 0's store to take over."""
+    listener = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET)
+    listener.bind((ip, port))
+    listener.listen()
+    return listener
 
 
 def init_process_group(
-    address: str, port: int, rank: int, world_size: int, timeout_s: float, device: torch.device
-) -> str:
+    address: str, port: int, rank: int, world_size: int, timeout_s: float, device: torch.device,
+    listener: socket.socket | None = None,
+) -> str:  # fmt: skip
     """Join the learners' process group (NCCL when the rank's `device` is a GPU, else gloo); return the backend.
-    On GPUs the group has gloo for CPU tensors too: with learner.offload FSDP2 keeps shards and gradients (and
-    so the gradient norm's partial sums and the gathered state dicts) on the host."""
+
+    Rank 0 hosts the group's TCPStore on `address` only (never on all interfaces, as torch's own tcp:// init
+    does), on `listener` (from `listen`) or, without one, a socket it binds to `address`:`port`; the other
+    ranks connect to it. On GPUs the group has gloo for CPU tensors too: with learner.offload FSDP2 keeps shards
+    and gradients (and so the gradient norm's partial sums and the gathered state dicts) on the host."""
+    timeout = timedelta(seconds=timeout_s)
+    if rank == 0:
+        fd = (listener or listen(address, port)).detach()  # the store closes it when it shuts down
+        store = dist.TCPStore(address, port, world_size, True, timeout, wait_for_workers=False, master_listen_fd=fd)
+    else:
+        store = dist.TCPStore(address, port, world_size, False, timeout)
     backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
     # device_id binds NCCL to this rank's GPU up front instead of guessing it at the first collective.
     dist.init_process_group(
-        backend, init_method=f"tcp://{address}:{port}", rank=rank, world_size=world_size,
-        timeout=timedelta(seconds=timeout_s), device_id=device if device.type == "cuda" else None,
+        backend, store=store, rank=rank, world_size=world_size, timeout=timeout,
+        device_id=device if device.type == "cuda" else None,
     )  # fmt: skip
     return backend
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import resource
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,6 +64,7 @@ class Learner:
         torch.manual_seed(seed)
         self.cfg, self.temperature, self.seed = cfg, temperature, seed
         self.rank, self.world_size, self.sharded = rank, world_size, False
+        self.listener: socket.socket | None = None  # rank 0's process-group port, from rendezvous_address
         self.compute_dtype = getattr(torch, dtype)
         self.model_path, self.reference_path = model_path, reference_path or model_path
         self.fsdp = uses_fsdp(cfg, world_size)
@@ -101,13 +103,18 @@ class Learner:
             self._build_optimizer()
 
     def rendezvous_address(self, ip: str) -> tuple[str, int]:
-        """Rank 0's address (`ip`: its node's IP, as Ray knows it) and a free port there for the process group."""
-        return distributed.free_address(ip)
+        """Rank 0's address (`ip`: its node's IP, as Ray knows it) and a port there for the process group, which
+        this rank already listens on (on `ip` only) until init_distributed hands it to the group's store."""
+        self.listener = distributed.listen(ip)
+        return ip, self.listener.getsockname()[1]
 
     def init_distributed(self, address: str, port: int, timeout_s: float) -> str:
         """Join the process group, shard the (empty) models with FSDP2, load this rank's shards, and build the
         optimizer over them."""
-        backend = distributed.init_process_group(address, port, self.rank, self.world_size, timeout_s, self.device)
+        listener, self.listener = self.listener, None
+        backend = distributed.init_process_group(
+            address, port, self.rank, self.world_size, timeout_s, self.device, listener
+        )
         self._shard_and_load(self.model, self.model_path, offload=self.cfg.offload, frozen=False)
         if self.cfg.lora.rank:
             loading.init_adapter(self.model, self.seed, self.rank, self.world_size)

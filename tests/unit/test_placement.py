@@ -10,9 +10,9 @@ from hgpo.placement import (
     Placement,
     RolePlan,
     build_plan,
-    cpu_learner_warning,
     find_shortfalls,
     format_plan,
+    learner_gpu_warning,
     member_request,
 )
 
@@ -131,19 +131,19 @@ def test_vllm_workers_that_reserve_no_gpu_are_refused_on_a_gpu_cluster_only():
 
 def test_a_learner_without_gpus_on_a_gpu_cluster_is_warned_about_and_still_placed():
     gpus = {"CPU": 16.0, "GPU": 8.0}
-    warning = cpu_learner_warning(plan(learner={"num_ranks": 2}), gpus)
+    warning = learner_gpu_warning(plan(learner={"num_ranks": 2}), gpus)
     assert warning == (
         "the learner reserves no GPU but the cluster has 8: its 2 rank(s) use whatever device their node shows (the "
         "first GPU, which Ray may also give to a generator, or the CPU). Set learner.num_gpus_per_rank=1 to give "
         "each rank a GPU of its own."
     )
     assert find_shortfalls(plan(learner={"num_ranks": 2}), gpus, {"a": gpus}) == []  # a warning, not a refusal
-    assert cpu_learner_warning(plan(), {"CPU": 16.0}) is None  # no GPUs: the CPU is all there is
-    assert cpu_learner_warning(plan(learner={"num_gpus_per_rank": 1}), gpus) is None
+    assert learner_gpu_warning(plan(), {"CPU": 16.0}) is None  # no GPUs: the CPU is all there is
+    assert learner_gpu_warning(plan(learner={"num_gpus_per_rank": 1}), gpus) is None
     colocated = Config(learner=LearnerConfig(num_gpus_per_rank=0.5), trainer=TrainerConfig(placement="colocated"))
-    assert cpu_learner_warning(build_plan(colocated), gpus) is None
+    assert learner_gpu_warning(build_plan(colocated), gpus) is None
     colocated = Config(trainer=TrainerConfig(placement="colocated"))
-    assert "its 1 rank(s) use whatever device" in cpu_learner_warning(build_plan(colocated), gpus)
+    assert "its 1 rank(s) use whatever device" in learner_gpu_warning(build_plan(colocated), gpus)
 
 
 @pytest.mark.parametrize("flag", ["--dry-run", "trainer.dry_run=true"])

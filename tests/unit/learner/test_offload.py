@@ -2,6 +2,7 @@
 offloaded policy and reference, mixed precision through MixedPrecisionPolicy; equal to the plain learner."""
 
 import numpy as np
+import psutil
 import pytest
 import torch
 import torch.distributed as dist
@@ -95,3 +96,19 @@ def test_gradients_are_reduced_once_per_mini_batch(monkeypatch, tiny_model_dir, 
     learner.update(batch)
     groups = sum(1 for m in learner.model.modules() if isinstance(m, FSDPModule))  # one reduction per group
     assert len(calls) == groups * (micro_batches if every_micro_batch else len(plan))
+
+
+def test_the_process_group_store_listens_on_the_rank_0_address_only(tiny_model_dir):
+    def listening(port):
+        return {
+            c.laddr.ip for c in psutil.Process().net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port
+        }
+
+    learner = Learner(LearnerConfig(offload=True), tiny_model_dir, "float32", 1.0, seed=0)
+    address, port = learner.rendezvous_address("127.0.0.1")
+    try:
+        assert listening(port) == {"127.0.0.1"}  # held from the address until the store takes it over
+        assert learner.init_distributed(address, port, timeout_s=60) == "gloo"
+        assert listening(port) == {"127.0.0.1"} and learner.listener is None  # the store's, not 0.0.0.0 / ::
+    finally:
+        dist.destroy_process_group()
