@@ -202,20 +202,26 @@ def find_shortfalls(
     return problems
 
 
-def learner_gpu_warning(plan: Sequence[RolePlan], cluster: Mapping[str, float]) -> str | None:
-    """A warning when the learner reserves no GPU on a cluster that has some, None otherwise. Ray (2.60 here)
-    leaves CUDA_VISIBLE_DEVICES alone for an actor that reserves no GPU, so each rank trains on the
-    first GPU of its node, which Ray may also give to a generator that reserved it; on a node without GPUs,
-    on the CPU. Fine for the tiny model on a workstation, a mistake for a model given by model.path."""
-    roles = [m for r in plan for m in (r, *r.members)]
-    learner = next(m for m in roles if m.role == "learner")
-    if "GPU" in learner.resources or cluster.get("GPU", 0.0) <= 0:
-        return None
-    return (
-        f"the learner reserves no GPU but the cluster has {cluster['GPU']:g}: its {learner.count} rank(s) use "
-        "whatever device their node shows (the first GPU, which Ray may also give to a generator, or the CPU). "
-        "Set learner.num_gpus_per_rank=1 to give each rank a GPU of its own."
-    )
+GPU_KEYS = {"learner": "learner.num_gpus_per_rank", "rollout": "rollout.num_gpus_per_worker"}
+"""The key that gives each actor of a role GPUs of its own."""
+
+
+def unreserved_gpu_warnings(plan: Sequence[RolePlan], cluster: Mapping[str, float]) -> list[str]:
+    """One warning per role that reserves no GPU on a cluster that has some (the learner; the transformers
+    generators; vLLM ones are refused by find_shortfalls). Ray (2.60 here) leaves CUDA_VISIBLE_DEVICES alone for
+    an actor that reserves no GPU, so it runs on the first GPU of its node, which Ray may also give to an actor
+    that reserved it; on a node without GPUs, on the CPU. Fine for the tiny model on a workstation, a mistake
+    for a model given by model.path."""
+    if cluster.get("GPU", 0.0) <= 0:
+        return []
+    return [
+        f"{r.role} actors reserve no GPU but the cluster has {cluster['GPU']:g}: each of the {r.count} uses "
+        f"whatever device its node shows (the first GPU, which Ray may also give to another actor, or the CPU). "
+        f"Set {GPU_KEYS[r.role]}=1 to give each a GPU of its own."
+        for top in plan
+        for r in (top, *top.members)
+        if r.role in GPU_KEYS and not r.gpu_fix and "GPU" not in r.resources
+    ]
 
 
 def memory_preflight(cfg: Config) -> tuple[str, list[str]]:
@@ -333,7 +339,7 @@ class Placement:
             raise RuntimeError(
                 "placement: the cluster cannot hold this job, nothing was started:\n  " + "\n  ".join(problems)
             )
-        if warning := learner_gpu_warning(plan, ray.cluster_resources()):
+        for warning in unreserved_gpu_warnings(plan, ray.cluster_resources()):
             log.warning("placement: %s", warning)
         roles = [r for r in plan if r.resources]
         groups = {

@@ -12,8 +12,8 @@ from hgpo.placement import (
     build_plan,
     find_shortfalls,
     format_plan,
-    learner_gpu_warning,
     member_request,
+    unreserved_gpu_warnings,
 )
 
 
@@ -129,21 +129,30 @@ def test_vllm_workers_that_reserve_no_gpu_are_refused_on_a_gpu_cluster_only():
     assert find_shortfalls(build_plan(Config()), {"CPU": 16.0, "GPU": 8.0}, {"a": {"CPU": 16.0, "GPU": 8.0}}) == []
 
 
-def test_a_learner_without_gpus_on_a_gpu_cluster_is_warned_about_and_still_placed():
+def test_actors_without_gpus_on_a_gpu_cluster_are_warned_about_and_still_placed():
     gpus = {"CPU": 16.0, "GPU": 8.0}
-    warning = learner_gpu_warning(plan(learner={"num_ranks": 2}), gpus)
-    assert warning == (
-        "the learner reserves no GPU but the cluster has 8: its 2 rank(s) use whatever device their node shows (the "
-        "first GPU, which Ray may also give to a generator, or the CPU). Set learner.num_gpus_per_rank=1 to give "
-        "each rank a GPU of its own."
+    learner, rollout = unreserved_gpu_warnings(plan(learner={"num_ranks": 2}), gpus)
+    assert learner == (
+        "learner actors reserve no GPU but the cluster has 8: each of the 2 uses whatever device its node shows (the "
+        "first GPU, which Ray may also give to another actor, or the CPU). Set learner.num_gpus_per_rank=1 to give "
+        "each a GPU of its own."
     )
-    assert find_shortfalls(plan(learner={"num_ranks": 2}), gpus, {"a": gpus}) == []  # a warning, not a refusal
-    assert learner_gpu_warning(plan(), {"CPU": 16.0}) is None  # no GPUs: the CPU is all there is
-    assert learner_gpu_warning(plan(learner={"num_gpus_per_rank": 1}), gpus) is None
+    assert rollout.startswith("rollout actors reserve no GPU") and "rollout.num_gpus_per_worker=1" in rollout
+    assert find_shortfalls(plan(learner={"num_ranks": 2}), gpus, {"a": gpus}) == []  # warnings, not refusals
+    assert unreserved_gpu_warnings(plan(), {"CPU": 16.0}) == []  # no GPUs: the CPU is all there is
+    reserved = plan(learner={"num_gpus_per_rank": 1}, rollout={"num_gpus_per_worker": 0.5})
+    assert unreserved_gpu_warnings(reserved, gpus) == []
+    vllm = build_plan(
+        Config(
+            learner=LearnerConfig(num_gpus_per_rank=1),
+            rollout=RolloutConfig(engine="vllm"),
+            trainer=TrainerConfig(ray_address="auto"),
+        )
+    )
+    assert unreserved_gpu_warnings(vllm, gpus) == []  # refused by find_shortfalls instead
     colocated = Config(learner=LearnerConfig(num_gpus_per_rank=0.5), trainer=TrainerConfig(placement="colocated"))
-    assert learner_gpu_warning(build_plan(colocated), gpus) is None
-    colocated = Config(trainer=TrainerConfig(placement="colocated"))
-    assert "its 1 rank(s) use whatever device" in learner_gpu_warning(build_plan(colocated), gpus)
+    (warning,) = unreserved_gpu_warnings(build_plan(colocated), gpus)
+    assert warning.startswith("rollout actors reserve no GPU")
 
 
 @pytest.mark.parametrize("flag", ["--dry-run", "trainer.dry_run=true"])

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from hgpo.placement import build_plan, find_shortfalls, learner_gpu_warning, memory_preflight
+from hgpo.placement import build_plan, find_shortfalls, memory_preflight, unreserved_gpu_warnings
 from hgpo.train import validate_overrides
 
 RECIPES = sorted(p.stem for p in (Path(__file__).parents[2] / "conf" / "experiment").glob("*_k*.yaml"))
@@ -48,7 +48,7 @@ def test_recipe_fits_its_node_and_not_a_smaller_one(recipe):
     plan = build_plan(cfg)
     node = {"CPU": 64.0, "GPU": float(gpus)}
     assert find_shortfalls(plan, node, {"node": node}) == []
-    assert learner_gpu_warning(plan, node) is None  # the learner reserves GPUs of its own
+    assert unreserved_gpu_warnings(plan, node) == []  # learner and generators reserve GPUs of their own
     smaller = {"CPU": 64.0, "GPU": float(gpus - 1)}
     assert find_shortfalls(plan, smaller, {"node": smaller})  # the check can fail
     report, problems = memory_preflight(cfg)
