@@ -105,6 +105,7 @@ class AsynchronousScheduler:
             "sched/groups_waiting": float(sum(g.stats is not None for g in in_flight)),
             "sched/versions_in_flight": float(len({g.version for g in in_flight if g.version >= 0})),
         }
+        metrics |= {f"rollout/weight_version/{name}": float(v) for name, v in zip(self.pool.names, self.pool.held)}
         return BatchRefs([g.batch_ref for g in take], u, [g.n for g in take], metrics)
 
     def learn(self, batch: BatchRefs) -> dict[str, float]:
@@ -236,4 +237,5 @@ class AsynchronousScheduler:
                 continue  # the worker died: its call fails too, and _replace brings it to the current version
             if held != version:
                 raise RuntimeError(f"weight sync v{version}: {self.pool.names[i]} reports v{held}")
+            self.pool.held[i] = max(self.pool.held[i], version)
         self.acks = [a for a in self.acks if a[2] not in finished]

@@ -42,6 +42,8 @@ class WorkerPool:
         self.workers, self.names, self.weight_sync = list(workers), list(names), weight_sync
         self.max_restarts, self.timeout_s = max_restarts, timeout_s
         self.version = 0
+        self.held = [0] * len(self.workers)
+        """The version each worker is known to hold: after a push or a restart, or when it acknowledged a load."""
         self.restarts = 0
 
     def __len__(self) -> int:
@@ -59,7 +61,7 @@ class WorkerPool:
     def push(self, version: int) -> dict[str, float]:
         """Every worker holds `version` when this returns (trainer.sync_timeout_s, or TimeoutError)."""
         stats = self.weight_sync.push(version)
-        self.version = version
+        self.version, self.held = version, [version] * len(self.workers)
         return stats
 
     def send(self, version: int) -> tuple[dict[str, float], list[ray.ObjectRef]]:
@@ -81,6 +83,7 @@ class WorkerPool:
         log.warning("%s died in %s (%s); restarting it", name, what, type(err).__name__)
         self.wait_until_alive(i)
         self.weight_sync.recover(i, self.version)
+        self.held[i] = self.version
         log.info("%s restarted at weight version %d", name, self.version)
 
     def wait_until_alive(self, i: int) -> None:

@@ -52,6 +52,9 @@ def test_async_rollout_keeps_its_bound_survives_a_killed_worker_and_resumes_with
         assert h["sched/staleness_max"] <= 1.0 and np.isfinite(h["loss/policy"])
         assert 0.0 <= h["time/learner_idle_share"] <= 1.0 and 0.0 <= h["time/generator_idle_share"] <= 1.0
         assert {"sched/groups_waiting", "sched/versions_in_flight", "learner/stale_token_share"} <= h.keys()
+        held = [h[f"rollout/weight_version/rollout-{i}"] for i in (0, 1)]  # what each worker holds
+        assert all(v == int(v) and 0 <= v <= h["rollout/weight_version"] for v in held), (h["iteration"], held)
+    assert max(history[-1][f"rollout/weight_version/rollout-{i}"] for i in (0, 1)) > 0  # new weights arrived
     assert max(h["sched/staleness_max"] for h in history) == 1.0  # the rollout did overlap the update
     assert max(h["learner/stale_token_share"] for h in history) > 0.0  # and the learner saw lagging rows
     # Nothing lost, nothing twice: every group issued is consumed exactly once or still open at the end; the
