@@ -9,9 +9,10 @@ Stalled: a policy that has turned (nearly) deterministic on many tasks before so
 identical episodes, whose advantages are all 0, so it stops moving while success is still low. When at
 least STALL_ZERO_SHARE of the advantages were 0 in each of the last STALL_WINDOW iterations and success over
 them averaged below STALL_SUCCESS, this logs one warning and sets `alarm/stalled` to 1 for each such
-iteration. The thresholds were chosen on the 45 learning-curve runs of docs/results.md: they fire on the
-stalled HGPO seed of Crossroads without signs (at iteration 49) and on every Sokoban run (none learned),
-and on none of the 30 runs that learned.
+iteration. The thresholds were chosen on the learning-curve runs of docs/results.md: over its 76 runs they
+fire on the two Crossroads runs whose groups collapsed (HGPO seed 1 at iteration 49) and on 14 of the 15
+Sokoban runs (none learned), and on none of the runs that learned. A plateau whose groups still differ is
+not a stall here (9 Crossroads runs ended below 70% success without it).
 """
 
 from __future__ import annotations
