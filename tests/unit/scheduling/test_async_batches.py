@@ -23,6 +23,7 @@ class FakePool:
 
     def __init__(self):
         self.version, self.restarts, self.names, self.calls = 0, 0, ["rollout-0", "rollout-1"], []
+        self.held = [0, 0]  # the version each worker is known to hold (WorkerPool.held)
 
     def __len__(self) -> int:
         return 2
@@ -85,10 +86,12 @@ def test_a_batch_takes_the_due_groups_and_the_oldest_others_while_a_slow_group_p
     # update 2 (the learner holds version 2): groups of version <= 1 are due; group 8 (version 2) is still playing
     groups = [finished(4, 1), finished(5, 1), finished(9, 2), finished(10, 2), finished(11, 2), _Group(8, 2)]
     s.open = {g.n: g for g in groups}
+    s.pool.held = [2, 1]  # rollout-1 has not acknowledged version 2 yet
     batch = s.next_batch(2)
     assert batch.group_ids == [4, 5, 9, 10] and batch.refs == ["rows-4", "rows-5", "rows-9", "rows-10"]
     assert batch.metrics["sched/staleness_max"] == 1.0 and batch.metrics["sched/staleness_mean"] == 0.5
     assert batch.metrics["sched/groups_waiting"] == 1.0  # group 11: finished, left for the next update
+    assert [batch.metrics[f"rollout/weight_version/rollout-{i}"] for i in (0, 1)] == [2.0, 1.0]
     assert sorted(s.open) == [8, 11] and s.consumed == [[4, 5, 9, 10]]
     assert s.state() == {"next_group": 12, "pending_groups": [8, 11]}
 
